@@ -1,0 +1,18 @@
+"""Errors that hgf-bridge raises on bad input.
+
+Every error a user can provoke (a malformed spec, a file that is not cached, a missing key) is a
+`BridgeError`, so the CLI can print its message without a traceback. pickle_io has its own
+`PickleIOError` family because it stands alone (no dependency on `bridge`).
+"""
+
+
+class BridgeError(Exception):
+    """Base class of every error hgf-bridge raises on bad input or missing data."""
+
+
+class SpecError(BridgeError, ValueError):
+    """An hgf spec (`"repo[@rev]:item"`) that does not parse or names an unknown item."""
+
+
+class ConfigError(BridgeError, ValueError):
+    """A config.json that is missing, malformed, or names a model type we cannot serve."""
