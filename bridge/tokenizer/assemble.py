@@ -1,0 +1,154 @@
+"""Build the `tokenizers.Tokenizer` that does the work, the way transformers builds it.
+
+Three sources, in order of preference:
+  * tokenizer.json: the library's own serialization, loaded as is;
+  * vocab.txt (BERT): WordPiece with a BertNormalizer, BertPreTokenizer and WordPiece decoder,
+    as transformers' BertTokenizer assembles it;
+  * vocab.json + merges.txt (GPT-2, RoBERTa): byte-level BPE, as GPT2Tokenizer / RobertaTokenizer do.
+Then, for every source, the named special tokens join the added vocabulary (so a literal "[MASK]"
+in text is one token) and the post-processor (the [CLS] ... [SEP] template) is settled.
+Nothing here tokenizes by hand: every step is one of the library's building blocks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE, WordPiece
+
+from bridge.tokenizer.settings import SPECIAL_TOKEN_NAMES, TokenizerError, TokenizerSettings
+
+
+def from_tokenizer_json(path: Path) -> Tokenizer:
+    """Load a tokenizer.json as the library wrote it."""
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as error:  # the library raises a bare Exception on malformed files
+        raise TokenizerError(f"cannot load {path}: {error}") from error
+
+
+def wordpiece_from_vocab_txt(path: Path, settings: TokenizerSettings) -> Tokenizer:
+    """BERT's WordPiece tokenizer from vocab.txt (one token a line; the line number is the id)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise TokenizerError(f"cannot read {path}: {error}") from error
+    if lines and lines[-1] == "":
+        lines.pop()  # the file's final newline ends the last line; it is not an empty token
+    # Like transformers' load_vocab: a token repeated later in the file takes the later id.
+    vocab = {token: index for index, token in enumerate(lines)}
+    unk_token = str(settings.special_tokens.get("unk_token", "[UNK]"))
+    options = settings.options
+    tokenizer = Tokenizer(WordPiece(vocab, unk_token=unk_token))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=options.get("tokenize_chinese_chars", True),
+        strip_accents=options.get("strip_accents"),
+        lowercase=options.get("do_lower_case", True),
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer
+
+
+def byte_level_bpe_from_files(vocab_json: Path, merges_txt: Path, settings: TokenizerSettings) -> Tokenizer:
+    """GPT-2 / RoBERTa byte-level BPE from vocab.json and merges.txt."""
+    try:
+        vocab, merges = BPE.read_file(str(vocab_json), str(merges_txt))
+    except Exception as error:  # the library raises a bare Exception on malformed files
+        raise TokenizerError(f"cannot read {vocab_json} and {merges_txt}: {error}") from error
+    model = BPE(
+        vocab=vocab,
+        merges=merges,
+        dropout=None,
+        continuing_subword_prefix="",
+        end_of_word_suffix="",
+        fuse_unk=False,
+    )
+    tokenizer = Tokenizer(model)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=settings.options.get("add_prefix_space", False))
+    tokenizer.decoder = decoders.ByteLevel()
+    if settings.family.name == "roberta":
+        _add_special_tokens(tokenizer, settings)  # RobertaProcessing needs the <s> and </s> ids
+        tokenizer.post_processor = processors.RobertaProcessing(  # positional: (sep, cls, trim, prefix)
+            _token_and_id(tokenizer, settings, "sep_token"),
+            _token_and_id(tokenizer, settings, "cls_token"),
+            settings.options.get("trim_offsets", True),
+            settings.options.get("add_prefix_space", False),
+        )
+    return tokenizer
+
+
+def finish(tokenizer: Tokenizer, settings: TokenizerSettings, *, assembled: bool) -> Tokenizer:
+    """Add the special tokens and settle the post-processor; clear padding/truncation.
+
+    An assembled BERT tokenizer gets the [CLS] $A [SEP] ($B [SEP]) template. Any tokenizer whose
+    config sets add_bos_token/add_eos_token, or that has no post-processor at all (GPT-2), gets
+    transformers' generic bos/eos template instead, as transformers' `update_post_processor` does.
+    """
+    _add_special_tokens(tokenizer, settings)
+    if assembled and settings.family.name == "bert":
+        cls, sep = _token_and_id(tokenizer, settings, "cls_token"), _token_and_id(tokenizer, settings, "sep_token")
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{cls[0]}:0 $A:0 {sep[0]}:0",
+            pair=f"{cls[0]}:0 $A:0 {sep[0]}:0 $B:1 {sep[0]}:1",
+            special_tokens=[cls, sep],
+        )
+    explicit_bos_eos = "add_bos_token" in settings.options or "add_eos_token" in settings.options
+    if explicit_bos_eos or tokenizer.post_processor is None:
+        tokenizer.post_processor = _bos_eos_template(tokenizer, settings)
+    # A tokenizer.json may carry a fixed padding/truncation; transformers resets both on every call.
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def _add_special_tokens(tokenizer: Tokenizer, settings: TokenizerSettings) -> None:
+    """Add the config's added tokens (by id), then the named and extra special tokens not yet added.
+
+    Mirrors transformers' TokenizersBackend.__init__: a token already in the added vocabulary keeps
+    its entry; a token missing from the vocabulary gets the next free id.
+    """
+    present = {token.content for token in tokenizer.get_added_tokens_decoder().values()}
+    to_add: list[AddedToken] = []
+    for _, token in sorted(settings.added_tokens.items()):
+        if token.content not in present:
+            to_add.append(token)
+            present.add(token.content)
+    for token in [settings.special_tokens[name] for name in SPECIAL_TOKEN_NAMES if name in settings.special_tokens] + list(
+        settings.extra_special_tokens
+    ):
+        if token.content not in present:
+            token.special = True
+            to_add.append(token)
+            present.add(token.content)
+    if to_add:
+        tokenizer.add_tokens(to_add)
+
+
+def _token_and_id(tokenizer: Tokenizer, settings: TokenizerSettings, name: str) -> tuple[str, int]:
+    token = settings.special_tokens.get(name)
+    token_id = None if token is None else tokenizer.token_to_id(token.content)
+    if token_id is None:
+        raise TokenizerError(f"the {settings.family.name} tokenizer needs a {name} in its vocabulary")
+    return token.content, token_id
+
+
+def _bos_eos_template(tokenizer: Tokenizer, settings: TokenizerSettings) -> processors.TemplateProcessing:
+    """`$A` (and `$B` for pairs), with bos/eos around each when the config asks for them."""
+    add_bos = bool(settings.options.get("add_bos_token", False)) and "bos_token" in settings.special_tokens
+    add_eos = bool(settings.options.get("add_eos_token", False)) and "eos_token" in settings.special_tokens
+    special_tokens = []
+    bos = eos = ""
+    if add_bos:
+        bos_token, bos_id = _token_and_id(tokenizer, settings, "bos_token")
+        special_tokens.append((bos_token, bos_id))
+        bos = bos_token
+    if add_eos:
+        eos_token, eos_id = _token_and_id(tokenizer, settings, "eos_token")
+        special_tokens.append((eos_token, eos_id))
+        eos = eos_token
+    single = f"{bos + ':0 ' if add_bos else ''}$A:0{' ' + eos + ':0' if add_eos else ''}"
+    pair = f"{single}{' ' + bos + ':1' if add_bos else ''} $B:1{' ' + eos + ':1' if add_eos else ''}"
+    return processors.TemplateProcessing(single=single, pair=pair, special_tokens=special_tokens)

@@ -1,0 +1,506 @@
+"""`Tokenizer`: transformers' call interface over a `tokenizers.Tokenizer`.
+
+`tok(texts, padding=True, return_tensors="np")` gives the dict transformers gives (input_ids,
+token_type_ids for BERT, attention_mask, and offset_mapping on request), with the same padding,
+truncation and special-token rules; `decode`/`batch_decode` undo it. The heavy lifting is one
+`encode_batch` call into the Rust library; the arrays are built straight from its encodings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer as BackendTokenizer
+from tokenizers import normalizers, pre_tokenizers
+
+from bridge.tokenizer.settings import (
+    SPECIAL_TOKEN_NAMES,
+    UNLIMITED_LENGTH,
+    TokenizerError,
+    TokenizerSettings,
+)
+
+TextInput = Union[str, Sequence[str]]
+
+_TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
+_PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
+
+
+class Tokenizer:
+    """A pretrained tokenizer that encodes and decodes exactly as transformers' fast tokenizer does.
+
+    Build one with `bridge.tokenizer.load_tokenizer`; `backend_tokenizer` is the underlying
+    `tokenizers.Tokenizer` for anything this class does not expose.
+    """
+
+    def __init__(self, backend: BackendTokenizer, settings: TokenizerSettings):
+        self._backend = backend
+        self._settings = settings
+
+    # ----- what it is -------------------------------------------------------------------------
+
+    @property
+    def backend_tokenizer(self) -> BackendTokenizer:
+        return self._backend
+
+    @property
+    def family(self) -> str:
+        """"bert", "gpt2" or "roberta"."""
+        return self._settings.family.name
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return list(self._settings.family.model_input_names)
+
+    @property
+    def model_max_length(self) -> int:
+        """The length `truncation=True` cuts to when no max_length is given (1e30: no limit)."""
+        return self._settings.model_max_length
+
+    @property
+    def padding_side(self) -> str:
+        return self._settings.padding_side
+
+    @property
+    def truncation_side(self) -> str:
+        return self._settings.truncation_side
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the base vocabulary, without added tokens (as transformers counts it)."""
+        return self._backend.get_vocab_size(with_added_tokens=False)
+
+    def __len__(self) -> int:
+        """Size of the full vocabulary, added tokens included."""
+        return self._backend.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._backend.get_vocab(with_added_tokens=True)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(family={self.family!r}, vocab_size={self.vocab_size}, added={len(self) - self.vocab_size})"
+
+    # ----- special tokens ---------------------------------------------------------------------
+
+    def _special_token(self, name: str) -> Optional[str]:
+        token = self._settings.special_tokens.get(name)
+        return None if token is None else token.content
+
+    def _special_token_id(self, name: str) -> Optional[int]:
+        token = self._special_token(name)
+        return None if token is None else self.convert_tokens_to_ids(token)
+
+    bos_token = property(lambda self: self._special_token("bos_token"))
+    eos_token = property(lambda self: self._special_token("eos_token"))
+    unk_token = property(lambda self: self._special_token("unk_token"))
+    sep_token = property(lambda self: self._special_token("sep_token"))
+    pad_token = property(lambda self: self._special_token("pad_token"))
+    cls_token = property(lambda self: self._special_token("cls_token"))
+    mask_token = property(lambda self: self._special_token("mask_token"))
+    bos_token_id = property(lambda self: self._special_token_id("bos_token"))
+    eos_token_id = property(lambda self: self._special_token_id("eos_token"))
+    unk_token_id = property(lambda self: self._special_token_id("unk_token"))
+    sep_token_id = property(lambda self: self._special_token_id("sep_token"))
+    pad_token_id = property(lambda self: self._special_token_id("pad_token"))
+    cls_token_id = property(lambda self: self._special_token_id("cls_token"))
+    mask_token_id = property(lambda self: self._special_token_id("mask_token"))
+
+    @property
+    def special_tokens_map(self) -> dict[str, Union[str, list[str]]]:
+        """The named special tokens (and additional_special_tokens), as transformers lists them."""
+        named: dict[str, Union[str, list[str]]] = {
+            name: self._settings.special_tokens[name].content
+            for name in SPECIAL_TOKEN_NAMES
+            if name in self._settings.special_tokens
+        }
+        if self._settings.extra_special_tokens:
+            named["additional_special_tokens"] = [token.content for token in self._settings.extra_special_tokens]
+        return named
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        tokens = [token.content for token in self._settings.special_tokens.values()]
+        tokens += [token.content for token in self._settings.extra_special_tokens]
+        return list(dict.fromkeys(tokens))
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return self.convert_tokens_to_ids(self.all_special_tokens)
+
+    # ----- tokens <-> ids ---------------------------------------------------------------------
+
+    def convert_tokens_to_ids(self, tokens: Union[str, Sequence[str]]) -> Union[int, list[int]]:
+        """The id of each token; unknown tokens map to the unk token's id (None without one)."""
+        if isinstance(tokens, str):
+            return self._token_to_id(tokens)
+        return [self._token_to_id(token) for token in tokens]
+
+    def _token_to_id(self, token: str) -> Optional[int]:
+        index = self._backend.token_to_id(token)
+        if index is None and token != self.unk_token and self.unk_token is not None:
+            return self._backend.token_to_id(self.unk_token)
+        return index
+
+    def convert_ids_to_tokens(self, ids: Union[int, Sequence[int]], skip_special_tokens: bool = False):
+        """The token of each id (a single id gives a single token)."""
+        if isinstance(ids, (int, np.integer)):
+            return self._backend.id_to_token(int(ids))
+        skipped = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self._backend.id_to_token(int(index)) for index in ids if int(index) not in skipped]
+
+    def tokenize(self, text: str, text_pair: Optional[str] = None) -> list[str]:
+        """The tokens of `text` (and `text_pair`), without special tokens."""
+        self._configure_backend("do_not_pad", None, None, None, None)
+        return self._backend.encode(text, text_pair, add_special_tokens=False).tokens
+
+    # ----- encoding ---------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        text: TextInput,
+        text_pair: Optional[TextInput] = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: Union[bool, str] = False,
+        truncation: Union[bool, str, None] = None,
+        max_length: Optional[int] = None,
+        pad_to_multiple_of: Optional[int] = None,
+        padding_side: Optional[str] = None,
+        return_tensors: Optional[str] = None,
+        return_token_type_ids: Optional[bool] = None,
+        return_attention_mask: Optional[bool] = None,
+        return_offsets_mapping: bool = False,
+        return_special_tokens_mask: bool = False,
+    ) -> dict[str, Any]:
+        """Encode one text (or pair) or a batch, as transformers' `tokenizer(...)` does.
+
+        padding: False (none), True / "longest" (to the longest in the batch), "max_length" (to
+        max_length, else model_max_length). truncation: False, True / "longest_first",
+        "only_first", "only_second"; None truncates only when max_length is given without padding.
+        return_tensors: None (Python lists; a single text gives un-nested lists), "np" or "pt"
+        (int64 arrays of shape (batch, length); offset_mapping gets a trailing axis of 2).
+        """
+        is_batched = isinstance(text, (list, tuple))
+        batch = self._batch_inputs(text, text_pair, is_batched)
+        padding_strategy, truncation_strategy, max_length = self._strategies(padding, truncation, max_length)
+        self._configure_backend(padding_strategy, truncation_strategy, max_length, pad_to_multiple_of, padding_side)
+        try:
+            encodings = self._backend.encode_batch(batch, add_special_tokens=add_special_tokens)
+        except Exception as error:  # e.g. truncation that cannot fit the special tokens
+            raise TokenizerError(f"cannot encode: {error}") from error
+
+        names = self._settings.family.model_input_names
+        fields = ["input_ids"]
+        if return_token_type_ids if return_token_type_ids is not None else "token_type_ids" in names:
+            fields.append("token_type_ids")
+        if return_attention_mask if return_attention_mask is not None else "attention_mask" in names:
+            fields.append("attention_mask")
+        if return_special_tokens_mask:
+            fields.append("special_tokens_mask")
+        if return_offsets_mapping:
+            fields.append("offset_mapping")
+        if return_tensors is None:
+            return _as_lists(encodings, fields, unbatch=not is_batched)
+        return _as_tensors(encodings, fields, return_tensors)
+
+    def encode(
+        self,
+        text: str,
+        text_pair: Optional[str] = None,
+        *,
+        add_special_tokens: bool = True,
+        truncation: Union[bool, str, None] = None,
+        max_length: Optional[int] = None,
+    ) -> list[int]:
+        """The ids of one text (or pair), special tokens included: `tok(text)["input_ids"]`."""
+        return self(
+            text, text_pair, add_special_tokens=add_special_tokens, truncation=truncation, max_length=max_length
+        )["input_ids"]
+
+    def _batch_inputs(self, text: TextInput, text_pair: Optional[TextInput], is_batched: bool) -> list:
+        texts = list(text) if is_batched else [text]
+        if any(not isinstance(item, str) for item in texts):
+            raise TokenizerError("text must be a str or a list of str")
+        if not is_batched:
+            # As in transformers, an empty text_pair counts as no pair.
+            if text_pair and not isinstance(text_pair, str):
+                raise TokenizerError("text_pair must be a str when text is a str")
+            return [(text, text_pair)] if text_pair else texts
+        if text_pair is None:
+            return texts
+        if isinstance(text_pair, str) or len(text_pair) != len(texts):
+            raise TokenizerError(f"text_pair must be a list as long as text ({len(texts)} items)")
+        if any(not isinstance(item, str) for item in text_pair):
+            raise TokenizerError("text_pair must be a list of str")
+        return list(zip(texts, text_pair))
+
+    def _strategies(self, padding, truncation, max_length) -> tuple[str, Optional[str], Optional[int]]:
+        """transformers' rules turning padding/truncation/max_length into strategies and a length."""
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"
+        if padding is True:
+            padding_strategy = "longest"
+        elif padding is False or padding is None:
+            padding_strategy = "do_not_pad"
+        elif padding in _PADDING_STRATEGIES:
+            padding_strategy = padding
+        else:
+            raise TokenizerError(f"padding must be True, False or one of {_PADDING_STRATEGIES}, not {padding!r}")
+        if truncation is True:
+            truncation_strategy = "longest_first"
+        elif truncation is False or truncation is None or truncation == "do_not_truncate":
+            truncation_strategy = None
+        elif truncation in _TRUNCATION_STRATEGIES:
+            truncation_strategy = truncation
+        else:
+            raise TokenizerError(
+                f"truncation must be True, False or one of {_TRUNCATION_STRATEGIES}, not {truncation!r}"
+            )
+        unlimited = self.model_max_length >= UNLIMITED_LENGTH // 2
+        if max_length is None:
+            if padding_strategy == "max_length":
+                if unlimited:
+                    padding_strategy = "do_not_pad"
+                else:
+                    max_length = self.model_max_length
+            if truncation_strategy is not None:
+                if unlimited:
+                    truncation_strategy = None
+                else:
+                    max_length = self.model_max_length
+        if padding_strategy != "do_not_pad" and self.pad_token_id is None:
+            raise TokenizerError(
+                f"cannot pad: this {self.family} tokenizer has no pad token (its config sets no pad_token)"
+            )
+        return padding_strategy, truncation_strategy, max_length
+
+    def _configure_backend(
+        self,
+        padding_strategy: str,
+        truncation_strategy: Optional[str],
+        max_length: Optional[int],
+        pad_to_multiple_of: Optional[int],
+        padding_side: Optional[str],
+    ) -> None:
+        """Set the backend's padding and truncation for this call (touching it only on change)."""
+        if truncation_strategy is None:
+            if self._backend.truncation is not None:
+                self._backend.no_truncation()
+        else:
+            target = {
+                "max_length": max_length,
+                "stride": 0,
+                "strategy": truncation_strategy,
+                "direction": self.truncation_side,
+            }
+            if self._backend.truncation != target:
+                self._backend.enable_truncation(**target)
+        if padding_strategy == "do_not_pad":
+            if self._backend.padding is not None:
+                self._backend.no_padding()
+        else:
+            target = {
+                "length": max_length if padding_strategy == "max_length" else None,
+                "pad_to_multiple_of": pad_to_multiple_of,
+                "pad_id": self.pad_token_id,
+                "pad_token": self.pad_token,
+                "pad_type_id": 0,
+                "direction": padding_side or self.padding_side,
+            }
+            if self._backend.padding != target:
+                self._backend.enable_padding(**target)
+
+    # ----- decoding ---------------------------------------------------------------------------
+
+    def decode(
+        self,
+        token_ids: Union[int, Sequence[int], np.ndarray, Any],
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: Optional[bool] = None,
+    ) -> str:
+        """The text of `token_ids` (a list, numpy array or torch tensor of ids, or one id)."""
+        text = self._backend.decode(_id_list(token_ids), skip_special_tokens=skip_special_tokens)
+        return self._clean_up(text, clean_up_tokenization_spaces)
+
+    def batch_decode(
+        self,
+        sequences: Union[Sequence[Sequence[int]], np.ndarray, Any],
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: Optional[bool] = None,
+    ) -> list[str]:
+        """`decode` for each row of `sequences`."""
+        rows = [_id_list(row) for row in (sequences.tolist() if hasattr(sequences, "tolist") else sequences)]
+        texts = self._backend.decode_batch(rows, skip_special_tokens=skip_special_tokens)
+        return [self._clean_up(text, clean_up_tokenization_spaces) for text in texts]
+
+    def _clean_up(self, text: str, requested: Optional[bool]) -> str:
+        """transformers' clean_up_tokenization (" ." -> "." ...), which it never applies to BPE models."""
+        wanted = self._settings.clean_up_tokenization_spaces if requested is None else requested
+        if not wanted or type(self._backend.model).__name__ == "BPE":
+            return text
+        for spaced, joined in _CLEAN_UP_REPLACEMENTS:
+            text = text.replace(spaced, joined)
+        return text
+
+    # ----- saving -----------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: Union[str, os.PathLike]) -> tuple[Path, ...]:
+        """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `directory`.
+
+        transformers' AutoTokenizer.from_pretrained(directory) loads the result back to a tokenizer
+        that encodes identically. Each file is written to a temporary name and renamed into place
+        only once all three are written, so a failure leaves no half-written file behind.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tokenizer_json = json.loads(self._backend.to_str())
+        tokenizer_json["padding"] = None  # per-call state, not part of the tokenizer
+        tokenizer_json["truncation"] = None
+        contents = {
+            "tokenizer.json": json.dumps(tokenizer_json, indent=2, ensure_ascii=False),
+            "tokenizer_config.json": _json_text(self._tokenizer_config()),
+            "special_tokens_map.json": _json_text(self._special_tokens_map_file()),
+        }
+        return _write_files_atomically(directory, contents)
+
+    def _tokenizer_config(self) -> dict[str, Any]:
+        """tokenizer_config.json: class, lengths, sides, and the options the backend really uses."""
+        config: dict[str, Any] = {"tokenizer_class": self._settings.family.class_name}
+        if self.model_max_length < UNLIMITED_LENGTH:
+            config["model_max_length"] = self.model_max_length
+        config["padding_side"] = self.padding_side
+        config["truncation_side"] = self.truncation_side
+        config["clean_up_tokenization_spaces"] = self._settings.clean_up_tokenization_spaces
+        config.update(self._family_options())
+        config.update(self.special_tokens_map)
+        return config
+
+    def _family_options(self) -> dict[str, Any]:
+        """The family-specific options, read back from the backend so that they describe it truly."""
+        options: dict[str, Any] = {}
+        normalizer, pre_tokenizer = self._backend.normalizer, self._backend.pre_tokenizer
+        if isinstance(normalizer, normalizers.BertNormalizer):
+            options["do_lower_case"] = normalizer.lowercase
+            options["strip_accents"] = normalizer.strip_accents
+            options["tokenize_chinese_chars"] = normalizer.handle_chinese_chars
+        if isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
+            options["add_prefix_space"] = pre_tokenizer.add_prefix_space
+        if self.family == "roberta":
+            options["trim_offsets"] = self._settings.options.get("trim_offsets", True)
+        for key in ("add_bos_token", "add_eos_token"):
+            if key in self._settings.options:
+                options[key] = self._settings.options[key]
+        return options
+
+    def _special_tokens_map_file(self) -> dict[str, Any]:
+        """special_tokens_map.json, each token with its AddedToken flags (lstrip on <mask>, ...)."""
+        flags = {token.content: token for token in self._backend.get_added_tokens_decoder().values()}
+
+        def describe(content: str) -> dict[str, Any]:
+            token = flags.get(content)
+            return {
+                "content": content,
+                "lstrip": bool(token and token.lstrip),
+                "normalized": bool(token and token.normalized),
+                "rstrip": bool(token and token.rstrip),
+                "single_word": bool(token and token.single_word),
+            }
+
+        result: dict[str, Any] = {}
+        for name, value in self.special_tokens_map.items():
+            result[name] = [describe(item) for item in value] if isinstance(value, list) else describe(value)
+        return result
+
+
+# transformers' PreTrainedTokenizerBase.clean_up_tokenization, in its order.
+_CLEAN_UP_REPLACEMENTS = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
+
+
+def _id_list(token_ids: Any) -> list[int]:
+    """A flat list of Python ints from an int, a list, a numpy array or a torch tensor."""
+    if hasattr(token_ids, "tolist"):
+        token_ids = token_ids.tolist()
+    if isinstance(token_ids, int):
+        return [token_ids]
+    return [int(index) for index in token_ids]
+
+
+def _field_of(encoding: Encoding, field: str):
+    if field == "input_ids":
+        return encoding.ids
+    if field == "token_type_ids":
+        return encoding.type_ids
+    if field == "attention_mask":
+        return encoding.attention_mask
+    if field == "special_tokens_mask":
+        return encoding.special_tokens_mask
+    return encoding.offsets
+
+
+def _as_lists(encodings: list[Encoding], fields: list[str], *, unbatch: bool) -> dict[str, Any]:
+    output = {field: [_field_of(encoding, field) for encoding in encodings] for field in fields}
+    if unbatch:
+        return {field: rows[0] for field, rows in output.items()}
+    return output
+
+
+def _as_tensors(encodings: list[Encoding], fields: list[str], return_tensors: str) -> dict[str, Any]:
+    """int64 arrays (batch, length[, 2]); every row must have the same length."""
+    if return_tensors not in ("np", "pt"):
+        raise TokenizerError(f"return_tensors must be None, 'np' or 'pt', not {return_tensors!r}")
+    lengths = {len(encoding) for encoding in encodings}
+    if len(lengths) > 1:
+        raise TokenizerError(
+            f"cannot stack sequences of lengths {sorted(lengths)} into one array: pass padding=True "
+            f"(and truncation=True for inputs longer than the model)"
+        )
+    length = lengths.pop() if lengths else 0
+    output = {}
+    for field in fields:
+        rows = [_field_of(encoding, field) for encoding in encodings]
+        shape = (len(encodings), length, 2) if field == "offset_mapping" else (len(encodings), length)
+        array = np.array(rows, dtype=np.int64).reshape(shape)
+        output[field] = array
+    if return_tensors == "pt":
+        import torch  # only when asked for: torch is heavy to import
+
+        output = {field: torch.from_numpy(array) for field, array in output.items()}
+    return output
+
+
+def _json_text(value: dict) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _write_files_atomically(directory: Path, contents: dict[str, str]) -> tuple[Path, ...]:
+    """Write every file under a temporary name, then rename them all into place."""
+    temporary: dict[str, str] = {}
+    try:
+        for name, text in contents.items():
+            handle, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+            temporary[name] = temp_path
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(text)
+        for name, temp_path in temporary.items():
+            os.replace(temp_path, directory / name)
+    finally:
+        for temp_path in temporary.values():
+            if os.path.exists(temp_path):
+                os.unlink(temp_path)
+    return tuple(directory / name for name in contents)

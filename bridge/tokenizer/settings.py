@@ -1,0 +1,195 @@
+"""What a tokenizer's JSON side files say: its family, special tokens and call defaults.
+
+A Hub repository describes its tokenizer in up to three small files besides the vocabulary:
+`tokenizer_config.json` (class name, lower-casing, `model_max_length`, special tokens, ...),
+`special_tokens_map.json` (the named special tokens, overriding the config as transformers does) and,
+for the family only, `config.json` (`model_type`). `read_settings` merges them into one
+`TokenizerSettings`, with each family's defaults taken from transformers' tokenizer classes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from tokenizers import AddedToken
+
+from bridge.errors import BridgeError
+
+# transformers' stand-in for "no length limit" (tokenization_utils_base.VERY_LARGE_INTEGER).
+UNLIMITED_LENGTH = int(1e30)
+
+# The order transformers adds named special tokens in (SPECIAL_TOKENS_ATTRIBUTES); new tokens get
+# ids in this order, so it matters for tokens missing from the vocabulary.
+SPECIAL_TOKEN_NAMES = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
+
+
+class TokenizerError(BridgeError, ValueError):
+    """A tokenizer that cannot be loaded (missing or malformed files) or a call it cannot serve."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """A tokenizer family: what transformers' class of that name defaults to."""
+
+    name: str
+    class_name: str  # written as tokenizer_class by save_pretrained
+    model_input_names: tuple[str, ...]
+    default_special_tokens: dict[str, str]
+
+
+FAMILIES = {
+    "bert": Family(
+        name="bert",
+        class_name="BertTokenizer",
+        model_input_names=("input_ids", "token_type_ids", "attention_mask"),
+        default_special_tokens={
+            "unk_token": "[UNK]",
+            "sep_token": "[SEP]",
+            "pad_token": "[PAD]",
+            "cls_token": "[CLS]",
+            "mask_token": "[MASK]",
+        },
+    ),
+    "gpt2": Family(
+        name="gpt2",
+        class_name="GPT2Tokenizer",
+        model_input_names=("input_ids", "attention_mask"),
+        default_special_tokens={
+            "unk_token": "<|endoftext|>",
+            "bos_token": "<|endoftext|>",
+            "eos_token": "<|endoftext|>",
+        },
+    ),
+    "roberta": Family(
+        name="roberta",
+        class_name="RobertaTokenizer",
+        model_input_names=("input_ids", "attention_mask"),
+        default_special_tokens={
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "sep_token": "</s>",
+            "cls_token": "<s>",
+            "unk_token": "<unk>",
+            "pad_token": "<pad>",
+            "mask_token": "<mask>",
+        },
+    ),
+}
+
+# tokenizer_config.json's "tokenizer_class" (with or without the "Fast" suffix) -> family.
+_FAMILY_OF_CLASS = {family.class_name: family.name for family in FAMILIES.values()}
+
+
+@dataclass
+class TokenizerSettings:
+    """Everything about a tokenizer that is not its vocabulary.
+
+    `options` keeps the config's family-specific keys (do_lower_case, add_prefix_space, ...) as
+    written, so assembly can tell an explicit value from a missing one.
+    """
+
+    family: Family
+    special_tokens: dict[str, AddedToken] = field(default_factory=dict)
+    extra_special_tokens: list[AddedToken] = field(default_factory=list)
+    added_tokens: dict[int, AddedToken] = field(default_factory=dict)  # config's added_tokens_decoder
+    model_max_length: int = UNLIMITED_LENGTH
+    padding_side: str = "right"
+    truncation_side: str = "right"
+    clean_up_tokenization_spaces: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def read_json_file(path: Path) -> dict:
+    """Parse a JSON object from `path`, naming the file in the error when it is not one."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TokenizerError(f"cannot read {path}: {error}") from error
+    if not isinstance(value, dict):
+        raise TokenizerError(f"{path} must hold a JSON object, not {type(value).__name__}")
+    return value
+
+
+def family_for(tokenizer_config: dict, model_config: dict, *, has_vocab_txt: bool, where: str) -> Family:
+    """The family named by tokenizer_class, else by config.json's model_type, else by the vocab files."""
+    class_name = tokenizer_config.get("tokenizer_class")
+    if class_name:
+        name = _FAMILY_OF_CLASS.get(class_name.removesuffix("Fast"))
+        if name is None:
+            known = ", ".join(sorted(_FAMILY_OF_CLASS))
+            raise TokenizerError(f"{where}: tokenizer_class {class_name!r} is not supported (supported: {known})")
+        return FAMILIES[name]
+    model_type = model_config.get("model_type")
+    if model_type in FAMILIES:
+        return FAMILIES[model_type]
+    if model_type:
+        known = ", ".join(sorted(FAMILIES))
+        raise TokenizerError(f"{where}: model_type {model_type!r} has no supported tokenizer (supported: {known})")
+    return FAMILIES["bert"] if has_vocab_txt else FAMILIES["gpt2"]
+
+
+def read_settings(
+    family: Family, tokenizer_config: dict, special_tokens_map: Optional[dict], *, where: str
+) -> TokenizerSettings:
+    """Merge the family's defaults, tokenizer_config.json and special_tokens_map.json.
+
+    As in transformers, special_tokens_map.json is read only when the config has no
+    `added_tokens_decoder`, and then its entries win over the config's.
+    """
+    named = dict(family.default_special_tokens)
+    extra: list = []
+    added_tokens: dict[int, AddedToken] = {}
+    sources = [tokenizer_config]
+    if "added_tokens_decoder" in tokenizer_config:
+        for index, token in tokenizer_config["added_tokens_decoder"].items():
+            added_tokens[int(index)] = _added_token(token, special=None, where=f"{where} added_tokens_decoder")
+    elif special_tokens_map:
+        sources.append(special_tokens_map)
+    for source in sources:
+        for name in SPECIAL_TOKEN_NAMES:
+            if name in source:
+                named[name] = source[name]
+        for key in ("additional_special_tokens", "extra_special_tokens"):
+            if isinstance(source.get(key), list):
+                extra = source[key]
+    special_tokens = {
+        name: _added_token(value, special=True, where=f"{where} {name}")
+        for name, value in named.items()
+        if value is not None
+    }
+    return TokenizerSettings(
+        family=family,
+        special_tokens=special_tokens,
+        extra_special_tokens=[_added_token(value, special=True, where=where) for value in extra],
+        added_tokens=added_tokens,
+        model_max_length=int(tokenizer_config.get("model_max_length") or UNLIMITED_LENGTH),
+        padding_side=tokenizer_config.get("padding_side", "right"),
+        truncation_side=tokenizer_config.get("truncation_side", "right"),
+        clean_up_tokenization_spaces=bool(tokenizer_config.get("clean_up_tokenization_spaces", False)),
+        options=dict(tokenizer_config),
+    )
+
+
+def _added_token(value: Any, *, special: Optional[bool], where: str) -> AddedToken:
+    """A special token as transformers reads one: a plain string, or an AddedToken's fields as a dict."""
+    if isinstance(value, AddedToken):
+        return value
+    if isinstance(value, str):
+        return AddedToken(value, special=True) if special else AddedToken(value)
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        fields = {key: value[key] for key in ("single_word", "lstrip", "rstrip", "normalized", "special") if key in value}
+        if special is not None:
+            fields["special"] = special
+        return AddedToken(value["content"], **fields)
+    raise TokenizerError(f"{where}: expected a token string or an object with 'content', got {value!r}")
