@@ -1,0 +1,355 @@
+"""The content-addressed artifact store, laid out like Julia's Artifacts so Julia reads it as is.
+
+    <root>/Artifacts.toml                      name -> git-tree-sha1 (+ our keys)
+    <root>/artifacts/<git-tree-sha1>/<file>    one read-only file per artifact
+    <root>/blobs/<sha256>                      one inode per distinct content
+    <root>/.staging/<pid>-<random>/            work in progress, never seen by readers
+
+Every artifact file is a hard link to its blob, so identical bytes under several names, revisions
+or repos take disk space once. A file already in the Hugging Face Hub cache becomes the blob itself
+(a hard link to the cache's blob): registering it copies nothing. Bytes are copied only from files
+outside the Hub cache (a user's file may change later, the store's copy must not) or across
+filesystems.
+
+Publishing follows Pkg: build in a staging directory under the root, rename into place (a target
+that already exists is success), then bind the name in Artifacts.toml under a lock. A crash at any
+point leaves at most staging debris, which `gc()` removes; never a half-written artifact or name.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tempfile
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, Iterator, List, Optional, Union
+
+from bridge.artifacts import hubclient
+from bridge.artifacts.errors import (
+    ArtifactMissingError,
+    DownloadError,
+    HashMismatchError,
+    NotCachedError,
+    SourceFileError,
+)
+from bridge.artifacts.hashes import (
+    READ_CHUNK,
+    ContentHashes,
+    hash_file,
+    single_file_tree_hash,
+    tree_hash_of_directory,
+)
+from bridge.artifacts.manifest import Manifest
+
+PathLike = Union[str, os.PathLike]
+READ_ONLY_FILE = 0o444
+READ_ONLY_DIRECTORY = 0o555
+
+
+def default_root() -> Path:
+    """`$HGF_BRIDGE_HOME`, else `$XDG_CACHE_HOME/hgf-bridge`, else `~/.cache/hgf-bridge` (read now)."""
+    if os.environ.get("HGF_BRIDGE_HOME"):
+        return Path(os.environ["HGF_BRIDGE_HOME"]).expanduser()
+    xdg_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg_cache) / "hgf-bridge"
+
+
+def artifact_name(repo_id: str, filename: str, revision: Optional[str] = None) -> str:
+    """The stable name of a Hub file: `"<repo_id>/<file>"`, or `"<repo_id>@<revision>/<file>"` when
+    a revision other than the default branch is asked for."""
+    if revision and revision != hubclient.DEFAULT_REVISION:
+        return f"{repo_id}@{revision}/{filename}"
+    return f"{repo_id}/{filename}"
+
+
+@dataclass(frozen=True)
+class ArtifactProblem:
+    """What `verify()` found wrong with one bound name."""
+
+    name: str
+    path: Path
+    reason: str
+
+
+class ArtifactStore:
+    """Files registered under names, stored once by content, found offline by name."""
+
+    def __init__(self, root: Optional[PathLike] = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_root()
+        self.artifacts_dir = self.root / "artifacts"
+        self.blobs_dir = self.root / "blobs"
+        self.staging_dir = self.root / ".staging"
+        self.manifest = Manifest(self.root / "Artifacts.toml")
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({str(self.root)!r})"
+
+    # --- finding -------------------------------------------------------------------------------
+
+    def names(self) -> List[str]:
+        """Every bound name, sorted."""
+        return sorted(self.manifest.read())
+
+    def entry(self, name: str) -> Dict[str, Any]:
+        """The Artifacts.toml table of `name` (git-tree-sha1 and our keys); NotCachedError if unbound."""
+        table = self.manifest.read()
+        if name not in table:
+            raise NotCachedError(f"{name!r} is not in the artifact store {self.manifest.path}; {_how_to_fetch(name)}")
+        return table[name]
+
+    def tree_hash(self, name: str) -> str:
+        """The git-tree-sha1 bound to `name` (what Julia's `artifact_hash(name, toml)` returns)."""
+        return self.entry(name)["git-tree-sha1"]
+
+    def resolve(self, name: str) -> Path:
+        """The path of the file registered as `name`. Reads only local files: never the network."""
+        entry = self.entry(name)
+        path = self.artifacts_dir / entry["git-tree-sha1"] / _artifact_filename(entry)
+        if not path.is_file():
+            raise NotCachedError(
+                f"{name!r} is bound in {self.manifest.path} but {path} is missing; "
+                f"remove the name (`hgf artifacts remove {name}`) and fetch it again"
+            )
+        return path
+
+    # --- registering ---------------------------------------------------------------------------
+
+    def register_file(self, path: PathLike, name: str, **meta: Any) -> str:
+        """Register the file at `path` as `name`; returns its git-tree-sha1.
+
+        `meta` is kept in the name's Artifacts.toml table. Its `sha256` or `etag` (a sha256 or a git
+        blob sha1, as the Hub gives) is checked against the bytes: a mismatch raises
+        HashMismatchError and registers nothing. `file` names the artifact's file (default: the
+        source's name). A file inside the Hub cache is linked, any other file is copied.
+        """
+        source = Path(path)
+        if not source.is_file():
+            raise SourceFileError(f"cannot register {name!r}: {source} is not a file")
+        filename = PurePosixPath(meta.get("file") or source.name).name
+        meta.setdefault("source", str(source))
+        with self._staging() as stage:
+            staged = stage / "content"
+            hashes = self._stage_local_file(source, staged)
+            return self._publish(stage, staged, hashes, name, filename, meta)
+
+    def register_url(self, url: str, name: str, sha256: Optional[str] = None) -> str:
+        """Download `url` (http, https or file) and register it as `name`; returns its git-tree-sha1.
+
+        With `sha256`, bytes that hash otherwise raise HashMismatchError and nothing is registered.
+        """
+        filename = PurePosixPath(urllib.request.urlparse(url).path).name or "download"
+        meta: Dict[str, Any] = {"file": filename, "source": url}
+        if sha256:
+            meta["sha256"] = sha256
+        with self._staging() as stage:
+            staged = stage / "content"
+            hashes = _download_url(url, staged)
+            return self._publish(stage, staged, hashes, name, filename, meta)
+
+    def register_hub(self, repo_id: str, filename: str, revision: str = hubclient.DEFAULT_REVISION) -> str:
+        """Download a Hub file through the Hub cache and register it as `artifact_name(...)`;
+        returns its git-tree-sha1. The bytes are checked against the Hub's etag."""
+        hub_file = hubclient.download(repo_id, filename, revision)
+        meta: Dict[str, Any] = {
+            "repo": repo_id,
+            "revision": revision or hubclient.DEFAULT_REVISION,
+            "commit": hub_file.commit,
+            "file": filename,
+            "source": hub_file.url,
+        }
+        if hub_file.etag:
+            meta["etag"] = hub_file.etag
+        try:
+            return self.register_file(hub_file.path, artifact_name(repo_id, filename, revision), **meta)
+        except HashMismatchError:
+            # The cached bytes are provably wrong: drop them so that the next try downloads again.
+            hub_file.path.resolve().unlink(missing_ok=True)
+            hub_file.path.unlink(missing_ok=True)
+            raise
+
+    def remove(self, name: str) -> None:
+        """Unbind `name`. Its bytes stay until `gc()` (another name may share them)."""
+
+        def unbind(table: Dict[str, Any]) -> None:
+            if name not in table:
+                raise ArtifactMissingError(f"no artifact named {name!r} in {self.manifest.path}")
+            del table[name]
+
+        self.manifest.update(unbind)
+
+    # --- checking and cleaning -----------------------------------------------------------------
+
+    def verify(self) -> List[ArtifactProblem]:
+        """Re-hash every bound artifact; returns what is missing or corrupt ([] when all is well)."""
+        problems = []
+        for name, entry in sorted(self.manifest.read().items()):
+            directory = self.artifacts_dir / entry["git-tree-sha1"]
+            path = directory / _artifact_filename(entry)
+            if not path.is_file():
+                problems.append(ArtifactProblem(name, path, "missing"))
+                continue
+            actual_tree = tree_hash_of_directory(directory)
+            if actual_tree != entry["git-tree-sha1"]:
+                problems.append(
+                    ArtifactProblem(name, path, f"corrupt: tree hash is {actual_tree}, not {entry['git-tree-sha1']}")
+                )
+            elif "sha256" in entry and hash_file(path).sha256 != entry["sha256"]:
+                problems.append(ArtifactProblem(name, path, "corrupt: sha256 differs from Artifacts.toml"))
+        return problems
+
+    def gc(self, dry_run: bool = False) -> List[Path]:
+        """Delete artifacts no name binds, blobs no bound artifact uses, and staging left by dead
+        processes; returns those paths. With `dry_run`, only lists them."""
+        with self.manifest.locked():
+            table = self.manifest.read()
+            bound_trees = {entry["git-tree-sha1"] for entry in table.values()}
+            bound_blobs = {entry.get("sha256") for entry in table.values()}
+            doomed = [path for path in _children(self.artifacts_dir) if path.name not in bound_trees]
+            doomed += [path for path in _children(self.blobs_dir) if path.name not in bound_blobs]
+            doomed += [path for path in _children(self.staging_dir) if not _owner_alive(path)]
+            if not dry_run:
+                for path in doomed:
+                    _delete(path)
+        return doomed
+
+    # --- publishing (private) ------------------------------------------------------------------
+
+    @contextmanager
+    def _staging(self) -> Iterator[Path]:
+        """A fresh directory under the root, removed afterwards whatever happens."""
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=self.staging_dir, prefix=f"{os.getpid()}-"))
+        try:
+            yield stage
+        finally:
+            _delete(stage)
+
+    def _stage_local_file(self, source: Path, staged: Path) -> ContentHashes:
+        """Put `source`'s bytes at `staged` (a hard link when it is a Hub cache blob) and hash them."""
+        if _is_inside(source.resolve(), hubclient.hub_cache_dir().resolve()):
+            try:
+                os.link(source.resolve(), staged)
+                return hash_file(staged)
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+        with open(staged, "wb") as copy:
+            return hash_file(source, copy_to=copy)
+
+    def _publish(
+        self, stage: Path, staged: Path, hashes: ContentHashes, name: str, filename: str, meta: Dict[str, Any]
+    ) -> str:
+        _check_expected_hashes(hashes, meta, name)
+        tree_sha1 = single_file_tree_hash(filename, hashes.git_sha1)
+        entry = {"git-tree-sha1": tree_sha1, **meta, "sha256": hashes.sha256, "size": hashes.size}
+        # Under the writers' lock, so that gc() never sees a published artifact not yet bound.
+        with self.manifest.locked():
+            blob = self._publish_blob(staged, hashes.sha256)
+            self._publish_artifact(stage / "tree", blob, filename, tree_sha1)
+            self.manifest.update(lambda table: table.__setitem__(name, entry))
+        return tree_sha1
+
+    def _publish_blob(self, staged: Path, sha256: str) -> Path:
+        """The store's one inode for this content: `staged` itself, unless a blob is already there."""
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        blob = self.blobs_dir / sha256
+        os.chmod(staged, READ_ONLY_FILE)
+        try:
+            os.link(staged, blob)
+        except FileExistsError:
+            pass  # same bytes registered before (or concurrently): share that copy
+        return blob
+
+    def _publish_artifact(self, tree: Path, blob: Path, filename: str, tree_sha1: str) -> None:
+        """Rename a directory holding a link to `blob` into `artifacts/<tree_sha1>` (Pkg's way)."""
+        target = self.artifacts_dir / tree_sha1
+        if target.is_dir():
+            return
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        tree.mkdir()
+        os.link(blob, tree / filename)
+        try:
+            os.rename(tree, target)
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            return  # another process published the same artifact first: that is success
+        os.chmod(target, READ_ONLY_DIRECTORY)
+
+
+def _artifact_filename(entry: Dict[str, Any]) -> str:
+    return PurePosixPath(entry.get("file", "")).name
+
+
+def _how_to_fetch(name: str) -> str:
+    head, _, filename = name.partition("/")
+    if "/" in filename and "@" not in head:  # "<org>/<repo>/<file>"
+        org, _, rest = name.partition("/")
+        head, _, filename = rest.partition("/")
+        head = f"{org}/{head}"
+    repo_id, _, revision = head.partition("@")
+    if not filename:
+        return "register a file under it with `hgf artifacts register PATH NAME`"
+    return f"fetch it with `{hubclient.fetch_command(repo_id, filename, revision or None)}` (needs network)"
+
+
+def _check_expected_hashes(hashes: ContentHashes, meta: Dict[str, Any], name: str) -> None:
+    """The Hub's etag is a sha256 for LFS files and a git blob sha1 for the others."""
+    expected = {"sha256": meta.get("sha256")}
+    etag = meta.get("etag")
+    if etag:
+        expected["sha256" if len(etag) == 64 else "git blob sha1"] = etag
+    actual = {"sha256": hashes.sha256, "git blob sha1": hashes.git_sha1}
+    for kind, value in expected.items():
+        if value and value.lower() != actual[kind]:
+            raise HashMismatchError(
+                f"{name!r} from {meta.get('source', '?')}: {kind} of the bytes is {actual[kind]}, "
+                f"expected {value}; nothing registered"
+            )
+
+
+def _download_url(url: str, staged: Path) -> ContentHashes:
+    try:
+        with urllib.request.urlopen(url) as response, open(staged, "wb") as out:
+            shutil.copyfileobj(response, out, READ_CHUNK)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise DownloadError(f"could not download {url}: {error}") from None
+    return hash_file(staged)
+
+
+def _is_inside(path: Path, directory: Path) -> bool:
+    return directory == path or directory in path.parents
+
+
+def _children(directory: Path) -> List[Path]:
+    return sorted(directory.iterdir()) if directory.is_dir() else []
+
+
+def _owner_alive(stage: Path) -> bool:
+    """Staging directories are named `<pid>-...`; one whose process is gone is debris."""
+    pid = stage.name.split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _delete(path: Path) -> None:
+    """Remove a file or a tree, making read-only directories writable first."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+        return
+    for directory, _, _ in os.walk(path):
+        os.chmod(directory, stat.S_IRWXU)
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,56 @@
+"""`fetch_file`: the one way every loader gets a file of a model, from a local directory or the Hub.
+
+A Hub file is looked up in the artifact store by name first (no network), else downloaded through
+the Hub cache, checked against the Hub's etag and registered, so the next lookup is offline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+from bridge.artifacts import EntryNotFoundError, NotCachedError, get_or_download_hgf_file
+from bridge.artifacts.hubclient import DEFAULT_REVISION, HubSettings
+
+__all__ = ["fetch_file", "is_local_source"]
+
+
+def is_local_source(source: Union[str, os.PathLike]) -> bool:
+    """Whether `source` names a local directory (rather than a Hub repo id)."""
+    return Path(source).expanduser().is_dir()
+
+
+def fetch_file(
+    source: Union[str, os.PathLike],
+    filename: str,
+    *,
+    revision: Optional[str] = None,
+    missing_ok: bool = False,
+) -> Optional[Path]:
+    """The local path of `filename` from `source`, a local directory or a Hub repo id.
+
+    Returns None only when `missing_ok` and the file does not exist (in the directory, in the repo,
+    or, offline, in the store). Raises EntryNotFoundError, RepoNotFoundError,
+    RevisionNotFoundError, NotCachedError (offline and not registered), DownloadError or
+    HashMismatchError, each naming the repo and file.
+    """
+    if is_local_source(source):
+        path = Path(source).expanduser() / filename
+        if path.is_file():
+            return path
+        if missing_ok:
+            return None
+        raise EntryNotFoundError(f"directory {source} has no file {filename!r}")
+    try:
+        return get_or_download_hgf_file(str(source), filename, revision or DEFAULT_REVISION)
+    except EntryNotFoundError:
+        if missing_ok:
+            return None
+        raise
+    except NotCachedError:
+        # Offline, we cannot tell a file the repo lacks from one never fetched: an optional file
+        # (say model.safetensors next to pytorch_model.bin) counts as absent.
+        if missing_ok and HubSettings.from_environment().offline:
+            return None
+        raise
