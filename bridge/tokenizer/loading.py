@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from bridge.hub import fetch_file
 from bridge.tokenizer import assemble
 from bridge.tokenizer.pretrained_tokenizer import Tokenizer
 from bridge.tokenizer.settings import TokenizerError, family_for, read_json_file, read_settings
@@ -25,7 +26,7 @@ def load_tokenizer(source: Union[str, os.PathLike], *, revision: Optional[str] =
     """
 
     def fetch(filename: str) -> Optional[Path]:
-        return _fetch_file(source, filename, revision)
+        return fetch_file(source, filename, revision=revision, missing_ok=True)
 
     where = str(source)
     config_path = fetch("tokenizer_config.json")
@@ -43,23 +44,18 @@ def load_tokenizer(source: Union[str, os.PathLike], *, revision: Optional[str] =
 
     if tokenizer_json:
         backend = assemble.from_tokenizer_json(tokenizer_json)
-    elif family.name == "bert":
-        if vocab_txt is None:
-            raise TokenizerError(f"{where}: no tokenizer.json or vocab.txt for the BERT tokenizer")
+    elif family.name == "bert" and vocab_txt is not None:
         backend = assemble.wordpiece_from_vocab_txt(vocab_txt, settings)
+    elif family.name == "bert":
+        raise TokenizerError(f"{where}: no tokenizer files (looked for tokenizer.json and vocab.txt)")
     else:
-        vocab_json, merges_txt = fetch("vocab.json"), fetch("merges.txt")
-        if vocab_json is None or merges_txt is None:
-            missing = " and ".join(name for name, path in (("vocab.json", vocab_json), ("merges.txt", merges_txt)) if path is None)
-            raise TokenizerError(f"{where}: no tokenizer.json, and {missing} missing for the {family.name} tokenizer")
+        vocab_json = fetch("vocab.json")
+        if vocab_json is None:
+            raise TokenizerError(
+                f"{where}: no tokenizer files (looked for tokenizer.json, vocab.txt, vocab.json + merges.txt)"
+            )
+        merges_txt = fetch("merges.txt")
+        if merges_txt is None:
+            raise TokenizerError(f"{where}: has vocab.json but no merges.txt for the {family.name} byte-level BPE")
         backend = assemble.byte_level_bpe_from_files(vocab_json, merges_txt, settings)
     return Tokenizer(assemble.finish(backend, settings, assembled=tokenizer_json is None), settings)
-
-
-def _fetch_file(source: Union[str, os.PathLike], filename: str, revision: Optional[str]) -> Optional[Path]:
-    """Stand-in for bridge.hub.fetch_file(source, filename, revision=..., missing_ok=True)."""
-    directory = Path(source)
-    if not directory.is_dir():
-        raise TokenizerError(f"{source}: not a local directory (Hub lookups need bridge.hub)")
-    path = directory / filename
-    return path if path.is_file() else None

