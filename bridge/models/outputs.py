@@ -1,0 +1,93 @@
+"""What a model's forward returns: small dataclasses with transformers' field names.
+
+Fields are read as attributes (`output.logits`), by name (`output["logits"]`) or by position
+(`output[0]`), where positions count only the fields that are set, as transformers' `ModelOutput` does:
+`loss` comes first when labels were given, otherwise the logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Optional, Tuple, Union
+
+import torch
+
+Tensor = torch.Tensor
+# One (key, value) pair per layer, each of shape (batch, heads, seen tokens, head size).
+PastKeyValues = Tuple[Tuple[Tensor, Tensor], ...]
+
+
+class ModelOutput:
+    """Attribute, name and position access to the fields of an output dataclass."""
+
+    def to_tuple(self) -> Tuple[Any, ...]:
+        """The fields that are set (not None), in declaration order."""
+        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
+
+    def __getitem__(self, key: Union[int, slice, str]) -> Any:
+        if isinstance(key, str):
+            return getattr(self, key)
+        return self.to_tuple()[key]
+
+    def __iter__(self):
+        return iter(self.to_tuple())
+
+    def __len__(self) -> int:
+        return len(self.to_tuple())
+
+
+@dataclass
+class BaseModelOutput(ModelOutput):
+    """A base model's output: the last layer's hidden states (and BERT's pooled first token)."""
+
+    last_hidden_state: Optional[Tensor] = None
+    pooler_output: Optional[Tensor] = None
+    past_key_values: Optional[PastKeyValues] = None
+    hidden_states: Optional[Tuple[Tensor, ...]] = None
+    attentions: Optional[Tuple[Tensor, ...]] = None
+
+
+@dataclass
+class LogitsOutput(ModelOutput):
+    """A head with one set of logits: language modelling, classification, multiple choice."""
+
+    loss: Optional[Tensor] = None
+    logits: Optional[Tensor] = None
+    past_key_values: Optional[PastKeyValues] = None
+    hidden_states: Optional[Tuple[Tensor, ...]] = None
+    attentions: Optional[Tuple[Tensor, ...]] = None
+
+
+@dataclass
+class PreTrainingOutput(ModelOutput):
+    """BERT's pre-training heads: masked-token and next-sentence logits."""
+
+    loss: Optional[Tensor] = None
+    prediction_logits: Optional[Tensor] = None
+    seq_relationship_logits: Optional[Tensor] = None
+    hidden_states: Optional[Tuple[Tensor, ...]] = None
+    attentions: Optional[Tuple[Tensor, ...]] = None
+
+
+@dataclass
+class QuestionAnsweringOutput(ModelOutput):
+    """Span extraction: a start and an end logit per token."""
+
+    loss: Optional[Tensor] = None
+    start_logits: Optional[Tensor] = None
+    end_logits: Optional[Tensor] = None
+    hidden_states: Optional[Tuple[Tensor, ...]] = None
+    attentions: Optional[Tuple[Tensor, ...]] = None
+
+
+@dataclass
+class DoubleHeadsOutput(ModelOutput):
+    """GPT-2's language-modelling plus multiple-choice heads."""
+
+    loss: Optional[Tensor] = None
+    mc_loss: Optional[Tensor] = None
+    logits: Optional[Tensor] = None
+    mc_logits: Optional[Tensor] = None
+    past_key_values: Optional[PastKeyValues] = None
+    hidden_states: Optional[Tuple[Tensor, ...]] = None
+    attentions: Optional[Tuple[Tensor, ...]] = None
