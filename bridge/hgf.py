@@ -14,9 +14,10 @@ Importing this module does not import torch; models and tokenizers are imported 
 from __future__ import annotations
 
 import re
+import sys
+import types
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 from bridge.config import PretrainedConfig, load_config
 from bridge.errors import SpecError
@@ -106,7 +107,7 @@ def hgf(spec: str, **kwargs: Any) -> Any:
 
 def load_spec_config(spec: Spec) -> PretrainedConfig:
     """The config.json of `spec.source` as its family's config class."""
-    return load_config(_config_path(spec))
+    return load_config(fetch_file(spec.source, "config.json", revision=spec.revision))
 
 
 def load_spec_tokenizer(spec: Spec) -> Any:
@@ -130,9 +131,17 @@ def load_spec_model(spec: Spec, task: str, **kwargs: Any) -> Any:
     return tasks[task].from_pretrained(spec.source, revision=spec.revision, **kwargs)
 
 
-def _config_path(spec: Spec) -> Path:
-    return fetch_file(spec.source, "config.json", revision=spec.revision)
-
-
 def _looks_like_path(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~")) or source in (".", "..") or "\\" in source
+
+
+class _CallableModule(types.ModuleType):
+    """`bridge.hgf` is both this module and, in bridge/__init__.py, a function. Importing the module
+    rebinds the package attribute `bridge.hgf` to the module, so the module answers calls too:
+    `bridge.hgf("bert-base-cased:config")` works whichever of the two it finds."""
+
+    def __call__(self, spec: str, **kwargs: Any) -> Any:
+        return hgf(spec, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -11,7 +11,8 @@ It answers what `huggingface_hub.hf_hub_download` asks (see REFERENCE.md section
 
 Repos live in `<folder>/<repo_id>/<revision>/<path>`; a revision (branch or tag) gets a commit hash
 derived from its contents, and the commit hash works as a revision too. Faults can be injected per
-file: a truncated body, a wrong etag, a body that stalls. Every request is logged in `requests`.
+file: a truncated body, a wrong etag, a body that stalls. Every request is logged in `requests`
+(and its Authorization header, if any, in `authorizations`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class HubServer:
     lfs_files: set = field(default_factory=set)  # (repo_id, revision, path)
     faults: Dict[Tuple[str, str], Fault] = field(default_factory=dict)  # (repo_id, path) -> fault
     requests: List[Tuple[str, str]] = field(default_factory=list)  # (method, path)
+    authorizations: List[str] = field(default_factory=list)  # Authorization headers received
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -64,7 +66,7 @@ class HubServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -161,6 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, send_body: bool) -> None:
         with self.hub._lock:
             self.hub.requests.append((self.command, self.path))
+            if self.headers.get("Authorization"):
+                self.hub.authorizations.append(self.headers["Authorization"])
         path = unquote(urlsplit(self.path).path)
         raw_path = urlsplit(self.path).path
         if path.startswith("/api/models/"):

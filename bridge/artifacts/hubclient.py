@@ -89,6 +89,7 @@ def download(repo_id: str, filename: str, revision: Optional[str] = None) -> Hub
     on a terminal and stays quiet otherwise. Raises RepoNotFoundError,
     RevisionNotFoundError, EntryNotFoundError, NotCachedError or DownloadError.
     """
+    import httpx2  # huggingface_hub's HTTP client
     import huggingface_hub
     from huggingface_hub import errors as hub_errors
 
@@ -134,7 +135,11 @@ def download(repo_id: str, filename: str, revision: Optional[str] = None) -> Hub
         raise DownloadError(
             f"could not reach the Hub at {settings.endpoint} for {where}, and it is not cached"
         ) from None
-    except (hub_errors.HfHubHTTPError, OSError) as error:  # HTTP errors, broken transfers, disk errors
+    except (httpx2.ConnectError, httpx2.TimeoutException):
+        raise DownloadError(
+            f"could not reach the Hub at {settings.endpoint} for {where}, and it is not cached"
+        ) from None
+    except (hub_errors.HfHubHTTPError, httpx2.HTTPError, OSError) as error:  # broken transfers, disk errors
         raise DownloadError(f"could not download {where} from {settings.endpoint}: {error}") from None
     return _hub_file(repo_id, filename, revision, Path(pointer), settings)
 

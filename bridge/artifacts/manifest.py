@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator
 
 import tomli_w
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
 from filelock import FileLock
 
 from bridge.errors import BridgeError

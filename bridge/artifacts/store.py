@@ -131,8 +131,9 @@ class ArtifactStore:
         source = Path(path)
         if not source.is_file():
             raise SourceFileError(f"cannot register {name!r}: {source} is not a file")
-        filename = PurePosixPath(meta.get("file") or source.name).name
+        meta.setdefault("file", source.name)
         meta.setdefault("source", str(source))
+        filename = PurePosixPath(meta["file"]).name
         with self._staging() as stage:
             staged = stage / "content"
             hashes = self._stage_local_file(source, staged)
