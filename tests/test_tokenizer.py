@@ -389,3 +389,12 @@ def test_bad_call_arguments_are_refused(tokenizer_dirs):
         ours("a", return_tensors="tf")
     with pytest.raises(TokenizerError, match="padding=True"):
         ours(["short", "a much longer text"], return_tensors="pt")
+
+
+def test_family_is_guessed_from_a_lone_tokenizer_json(tmp_path):
+    """No tokenizer_config.json or config.json: a WordPiece tokenizer.json is taken as BERT."""
+    shutil.copy(MINILM_DIR / "tokenizer.json", tmp_path)
+    ours, theirs = load_tokenizer(tmp_path), AutoTokenizer.from_pretrained(MINILM_DIR)
+    assert ours.family == "bert"
+    for text, text_pair in PAIRS:
+        _assert_same_encoding(ours(text, text_pair), theirs(text, text_pair), text)

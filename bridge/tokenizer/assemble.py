@@ -136,19 +136,20 @@ def _token_and_id(tokenizer: Tokenizer, settings: TokenizerSettings, name: str) 
 
 
 def _bos_eos_template(tokenizer: Tokenizer, settings: TokenizerSettings) -> processors.TemplateProcessing:
-    """`$A` (and `$B` for pairs), with bos/eos around each when the config asks for them."""
-    add_bos = bool(settings.options.get("add_bos_token", False)) and "bos_token" in settings.special_tokens
-    add_eos = bool(settings.options.get("add_eos_token", False)) and "eos_token" in settings.special_tokens
+    """`$A` (and `$A $B` for pairs), each sequence wrapped in bos/eos where the config asks for them."""
+    before: list[str] = []
+    after: list[str] = []
     special_tokens = []
-    bos = eos = ""
-    if add_bos:
-        bos_token, bos_id = _token_and_id(tokenizer, settings, "bos_token")
-        special_tokens.append((bos_token, bos_id))
-        bos = bos_token
-    if add_eos:
-        eos_token, eos_id = _token_and_id(tokenizer, settings, "eos_token")
-        special_tokens.append((eos_token, eos_id))
-        eos = eos_token
-    single = f"{bos + ':0 ' if add_bos else ''}$A:0{' ' + eos + ':0' if add_eos else ''}"
-    pair = f"{single}{' ' + bos + ':1' if add_bos else ''} $B:1{' ' + eos + ':1' if add_eos else ''}"
-    return processors.TemplateProcessing(single=single, pair=pair, special_tokens=special_tokens)
+    if settings.options.get("add_bos_token") and "bos_token" in settings.special_tokens:
+        bos, bos_id = _token_and_id(tokenizer, settings, "bos_token")
+        before, special_tokens = [bos], special_tokens + [(bos, bos_id)]
+    if settings.options.get("add_eos_token") and "eos_token" in settings.special_tokens:
+        eos, eos_id = _token_and_id(tokenizer, settings, "eos_token")
+        after, special_tokens = [eos], special_tokens + [(eos, eos_id)]
+
+    def wrapped(sequence: str, type_id: int) -> list[str]:
+        return [f"{piece}:{type_id}" for piece in before + [sequence] + after]
+
+    return processors.TemplateProcessing(
+        single=wrapped("$A", 0), pair=wrapped("$A", 0) + wrapped("$B", 1), special_tokens=special_tokens
+    )

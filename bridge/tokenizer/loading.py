@@ -13,7 +13,14 @@ from typing import Optional, Union
 from bridge.hub import fetch_file
 from bridge.tokenizer import assemble
 from bridge.tokenizer.pretrained_tokenizer import Tokenizer
-from bridge.tokenizer.settings import TokenizerError, family_for, read_json_file, read_settings
+from bridge.tokenizer.settings import (
+    FAMILIES,
+    TokenizerError,
+    family_for,
+    family_of_tokenizer_json,
+    read_json_file,
+    read_settings,
+)
 
 
 def load_tokenizer(source: Union[str, os.PathLike], *, revision: Optional[str] = None) -> Tokenizer:
@@ -37,7 +44,12 @@ def load_tokenizer(source: Union[str, os.PathLike], *, revision: Optional[str] =
     if not tokenizer_config.get("tokenizer_class"):
         model_config_path = fetch("config.json")
         model_config = read_json_file(model_config_path) if model_config_path else {}
-    family = family_for(tokenizer_config, model_config, has_vocab_txt=vocab_txt is not None, where=where)
+    family = family_for(tokenizer_config, model_config, where=where)
+    if family is None:  # no config names it: judge by the files
+        if tokenizer_json:
+            family = family_of_tokenizer_json(read_json_file(tokenizer_json))
+        else:
+            family = FAMILIES["bert"] if vocab_txt else FAMILIES["gpt2"]
     special_tokens_map_path = fetch("special_tokens_map.json")
     special_tokens_map = read_json_file(special_tokens_map_path) if special_tokens_map_path else None
     settings = read_settings(family, tokenizer_config, special_tokens_map, where=where)

@@ -121,8 +121,8 @@ def read_json_file(path: Path) -> dict:
     return value
 
 
-def family_for(tokenizer_config: dict, model_config: dict, *, has_vocab_txt: bool, where: str) -> Family:
-    """The family named by tokenizer_class, else by config.json's model_type, else by the vocab files."""
+def family_for(tokenizer_config: dict, model_config: dict, *, where: str) -> Optional[Family]:
+    """The family named by tokenizer_class, else by config.json's model_type; None if neither names one."""
     class_name = tokenizer_config.get("tokenizer_class")
     if class_name:
         name = _FAMILY_OF_CLASS.get(class_name.removesuffix("Fast"))
@@ -136,7 +136,16 @@ def family_for(tokenizer_config: dict, model_config: dict, *, has_vocab_txt: boo
     if model_type:
         known = ", ".join(sorted(FAMILIES))
         raise TokenizerError(f"{where}: model_type {model_type!r} has no supported tokenizer (supported: {known})")
-    return FAMILIES["bert"] if has_vocab_txt else FAMILIES["gpt2"]
+    return None
+
+
+def family_of_tokenizer_json(tokenizer_json: dict) -> Family:
+    """The family a tokenizer.json's pipeline looks like, for a repo whose configs name none."""
+    if tokenizer_json.get("model", {}).get("type") == "WordPiece":
+        return FAMILIES["bert"]
+    if (tokenizer_json.get("post_processor") or {}).get("type") == "RobertaProcessing":
+        return FAMILIES["roberta"]
+    return FAMILIES["gpt2"]
 
 
 def read_settings(
