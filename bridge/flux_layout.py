@@ -1,0 +1,459 @@
+"""How a Hugging Face state dict maps onto HGFBridge's Flux models, decided and tested in Python.
+
+Julia cannot run where this project is developed, so every decision about weights lives here and the
+Julia side only walks the tables this module hands it (see `julia/loading.jl`):
+
+- `flux_table(config, task)`: one `Entry` per state-dict key: the Flux field it fills (a path of
+  field names and 1-based indices, read with `Functors.getkeypath`), its transform, and tying.
+- `flux_weights(state_dict, config, task)`: the arrays to copy into those fields, already shaped
+  as the Julia fields are; `state_dict_from_flux(arrays, config, task)` is the inverse.
+- `flux_hyperparameters(config)`: the sizes and names the Julia constructors need, one vocabulary
+  for all families (GPT-2's `n_embd` is `hidden_size` here, "gelu" is "gelu_erf", ...).
+
+Array layout. A Julia array is column-major, so a C-order array of shape (a, b) holds the same
+bytes as a Julia array of shape (b, a). Here a Julia array is modelled as the numpy array with
+the Julia shape and Fortran order, indexed as Julia indexes it (minus one): juliacall wraps such
+an array as a `PyArray` of that shape, and Julia copies it elementwise into the field. Transforms:
+
+- `NONE`: the Julia array is the torch array with its axes reversed; no bytes move. Embeddings
+  (torch (vocab, dim) -> Flux (dim, vocab)), GPT-2's Conv1D weights (torch (in, out) -> Flux's
+  Dense (out, in)), biases and norms.
+- `TRANSPOSE`: the Julia array has the torch array's axes in the same order, so the bytes are
+  transposed once. `nn.Linear` weights: torch (out, in) and Flux `Dense` (out, in).
+
+Fused projections are kept: GPT-2's `c_attn` stays one (3*hidden, hidden) Dense whose output rows
+are query, key, value in that order, as in torch. Tied weights (decoder = word embeddings) are one
+Julia array referenced from two fields; their second key is neither loaded nor saved, as
+transformers' own `save_pretrained` leaves it out.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from bridge.config import PretrainedConfig, load_config
+from bridge.errors import BridgeError, ConfigError
+
+NONE = "none"
+TRANSPOSE = "transpose"
+
+PathStep = Union[str, int]
+FluxPath = Tuple[PathStep, ...]
+
+# The attribute under which a head keeps its base model, in transformers and in our Flux structs.
+BASE_PREFIX = {"bert": "bert", "gpt2": "transformer", "roberta": "roberta"}
+TASKS = {
+    "bert": ("model", "formaskedlm", "forsequenceclassification"),
+    "gpt2": ("model", "lmheadmodel", "forsequenceclassification"),
+    "roberta": ("model", "formaskedlm", "forsequenceclassification"),
+}
+# transformers' class names, written into a saved config's "architectures".
+ARCHITECTURES = {
+    ("bert", "model"): "BertModel",
+    ("bert", "formaskedlm"): "BertForMaskedLM",
+    ("bert", "forsequenceclassification"): "BertForSequenceClassification",
+    ("gpt2", "model"): "GPT2Model",
+    ("gpt2", "lmheadmodel"): "GPT2LMHeadModel",
+    ("gpt2", "forsequenceclassification"): "GPT2ForSequenceClassification",
+    ("roberta", "model"): "RobertaModel",
+    ("roberta", "formaskedlm"): "RobertaForMaskedLM",
+    ("roberta", "forsequenceclassification"): "RobertaForSequenceClassification",
+}
+# Hugging Face activation names -> the functions julia/layers.jl defines (exact torch formulas).
+ACTIVATIONS = {
+    "gelu": "gelu_erf",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+    "tanh": "tanh",
+}
+# Buffers some checkpoints carry that no model parameter corresponds to (masks, position ranges).
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "position_ids")
+LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
+
+
+class FluxLayoutError(BridgeError):
+    """A model type or task the Flux side lacks, or arrays that do not fit the table."""
+
+
+class FluxLayoutWarning(UserWarning):
+    """Checkpoint keys the Flux model ignores, or Flux fields the checkpoint does not fill."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One state-dict key and the Flux field that holds it."""
+
+    key: str  # Hugging Face state-dict key
+    path: FluxPath  # field names and 1-based indices from the model root, for Functors.getkeypath
+    transform: str  # NONE or TRANSPOSE (see the module docstring)
+    tied_to: Optional[str] = None  # the key whose array this field shares; not loaded or saved itself
+
+
+@dataclass(frozen=True)
+class FluxWeight:
+    """An array ready for Julia: Julia's shape, Fortran order; bf16 travels as its uint16 bits."""
+
+    key: str
+    path: FluxPath
+    array: np.ndarray
+    bfloat16_bits: bool
+
+
+# --------------------------------------------------------------------------------------------
+# Hyperparameters
+
+
+def flux_hyperparameters(config: PretrainedConfig) -> Dict[str, Any]:
+    """Sizes, names and flags the Julia constructors read, in one vocabulary for every family."""
+    family = _family(config)
+    common = {
+        "model_type": family,
+        "vocab_size": int(config.vocab_size),
+        "hidden_size": int(config.hidden_size),
+        "num_layers": int(config.num_hidden_layers),
+        "num_heads": int(config.num_attention_heads),
+        "max_positions": int(config.max_position_embeddings),
+        "num_labels": int(config.num_labels),
+        "pad_token_id": config.pad_token_id,
+        "tie_word_embeddings": bool(config.tie_word_embeddings),
+        "initializer_range": float(config.initializer_range),
+    }
+    if common["hidden_size"] % common["num_heads"]:
+        raise ConfigError(f"hidden size {common['hidden_size']} is not a multiple of {common['num_heads']} heads")
+    if family == "gpt2":
+        _refuse(config, "scale_attn_by_inverse_layer_idx", False)
+        _refuse(config, "scale_attn_weights", True)
+        _refuse(config, "add_cross_attention", False)
+        return {
+            **common,
+            "intermediate_size": int(config.n_inner or 4 * config.hidden_size),
+            "layer_norm_eps": float(config.layer_norm_epsilon),
+            "activation": _activation(config.activation_function),
+            "dropout": float(config.resid_pdrop),
+            "embedding_dropout": float(config.embd_pdrop),
+        }
+    return {
+        **common,
+        "intermediate_size": int(config.intermediate_size),
+        "type_vocab_size": int(config.type_vocab_size),
+        "layer_norm_eps": float(config.layer_norm_eps),
+        "activation": _activation(config.hidden_act),
+        "dropout": float(config.hidden_dropout_prob),
+        # RoBERTa numbers positions after the padding id (fairseq); BERT counts from the start.
+        "position_rule": "after_padding" if family == "roberta" else "absolute",
+    }
+
+
+def _family(config: PretrainedConfig) -> str:
+    family = getattr(config, "model_type", "")
+    if family not in TASKS:
+        raise FluxLayoutError(f"model type {family!r} has no Flux model; expected one of {', '.join(TASKS)}")
+    return family
+
+
+def _activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"activation {name!r} has no Flux counterpart; expected one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def _refuse(config: PretrainedConfig, name: str, supported: bool) -> None:
+    if bool(getattr(config, name)) != supported:
+        raise ConfigError(f"GPT-2 config {name}={getattr(config, name)!r}: the Flux model supports only {supported}")
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+
+def flux_table(config: PretrainedConfig, task: str) -> List[Entry]:
+    """Every state-dict key of `task` ("model", "formaskedlm", ...) and the Flux field holding it."""
+    family = _family(config)
+    if task not in TASKS[family]:
+        raise FluxLayoutError(f"{family} has no Flux task {task!r}; expected one of {', '.join(TASKS[family])}")
+    if family == "gpt2":
+        return _gpt2_table(config, task)
+    return _encoder_table(config, task, family)
+
+
+def _linear(key: str, path: FluxPath, bias: bool = True) -> List[Entry]:
+    """nn.Linear -> Flux Dense: the weight changes byte order, the bias does not."""
+    entries = [Entry(f"{key}.weight", path + ("weight",), TRANSPOSE)]
+    if bias:
+        entries.append(Entry(f"{key}.bias", path + ("bias",), NONE))
+    return entries
+
+
+def _conv1d(key: str, path: FluxPath) -> List[Entry]:
+    """GPT-2's Conv1D stores (in, out) row-major: the bytes already are Flux's (out, in)."""
+    return [Entry(f"{key}.weight", path + ("weight",), NONE), Entry(f"{key}.bias", path + ("bias",), NONE)]
+
+
+def _norm(key: str, path: FluxPath) -> List[Entry]:
+    return [Entry(f"{key}.weight", path + ("weight",), NONE), Entry(f"{key}.bias", path + ("bias",), NONE)]
+
+
+def _encoder_table(config: PretrainedConfig, task: str, family: str) -> List[Entry]:
+    """BERT and RoBERTa: one encoder layout, different heads."""
+    if task == "model":
+        return _encoder_base(config, "", (), pooler=True)
+    prefix = BASE_PREFIX[family]
+    words = f"{prefix}.embeddings.word_embeddings.weight"
+    if task == "forsequenceclassification":
+        if family == "bert":
+            base = _encoder_base(config, f"{prefix}.", (prefix,), pooler=True)
+            return base + _linear("classifier", ("classifier",))
+        base = _encoder_base(config, f"{prefix}.", (prefix,), pooler=False)
+        return base + _linear("classifier.dense", ("classifier", "dense")) + _linear(
+            "classifier.out_proj", ("classifier", "out_proj")
+        )
+    # formaskedlm: dense, activation, norm, then the decoder (tied to the word embeddings) + bias.
+    base = _encoder_base(config, f"{prefix}.", (prefix,), pooler=False)
+    if family == "bert":
+        dense, norm, decoder, bias = (
+            "cls.predictions.transform.dense",
+            "cls.predictions.transform.LayerNorm",
+            "cls.predictions.decoder",
+            "cls.predictions.bias",
+        )
+    else:
+        dense, norm, decoder, bias = "lm_head.dense", "lm_head.layer_norm", "lm_head.decoder", "lm_head.bias"
+    head = [*_linear(dense, ("head", "dense")), *_norm(norm, ("head", "norm"))]
+    # torch (vocab, hidden) row-major reads as Julia (hidden, vocab): the embedding's layout.
+    if config.tie_word_embeddings:
+        return base + head + [
+            Entry(f"{decoder}.weight", ("head", "weight"), NONE, words),
+            Entry(bias, ("head", "bias"), NONE),
+            Entry(f"{decoder}.bias", ("head", "bias"), NONE, bias),
+        ]
+    # Untied, transformers adds `decoder.bias` and keeps `bias` as a parameter its forward never
+    # reads: the Flux head's bias is `decoder.bias`, and `bias` is not carried (saved files lack it).
+    return base + head + [
+        Entry(f"{decoder}.weight", ("head", "weight"), NONE),
+        Entry(f"{decoder}.bias", ("head", "bias"), NONE),
+        Entry(bias, ("head", "bias"), NONE, f"{decoder}.bias"),
+    ]
+
+
+def _encoder_base(config: PretrainedConfig, key: str, path: FluxPath, *, pooler: bool) -> List[Entry]:
+    emb = path + ("embeddings",)
+    entries = [
+        Entry(f"{key}embeddings.word_embeddings.weight", emb + ("word_embeddings", "weight"), NONE),
+        Entry(f"{key}embeddings.position_embeddings.weight", emb + ("position_embeddings", "weight"), NONE),
+        Entry(f"{key}embeddings.token_type_embeddings.weight", emb + ("token_type_embeddings", "weight"), NONE),
+        *_norm(f"{key}embeddings.LayerNorm", emb + ("norm",)),
+    ]
+    for index in range(config.num_hidden_layers):
+        layer_key, layer = f"{key}encoder.layer.{index}.", path + ("layers", index + 1)
+        entries += [
+            *_linear(f"{layer_key}attention.self.query", layer + ("attention", "query")),
+            *_linear(f"{layer_key}attention.self.key", layer + ("attention", "key")),
+            *_linear(f"{layer_key}attention.self.value", layer + ("attention", "value")),
+            *_linear(f"{layer_key}attention.output.dense", layer + ("attention", "output")),
+            *_norm(f"{layer_key}attention.output.LayerNorm", layer + ("attention_norm",)),
+            *_linear(f"{layer_key}intermediate.dense", layer + ("intermediate",)),
+            *_linear(f"{layer_key}output.dense", layer + ("output",)),
+            *_norm(f"{layer_key}output.LayerNorm", layer + ("output_norm",)),
+        ]
+    if pooler:
+        entries += _linear(f"{key}pooler.dense", path + ("pooler",))
+    return entries
+
+
+def _gpt2_table(config: PretrainedConfig, task: str) -> List[Entry]:
+    if task == "model":
+        return _gpt2_base(config, "", ())
+    base = _gpt2_base(config, "transformer.", ("transformer",))
+    if task == "lmheadmodel":
+        tied = "transformer.wte.weight" if config.tie_word_embeddings else None
+        return base + [Entry("lm_head.weight", ("lm_head", "weight"), NONE, tied)]
+    return base + _linear("score", ("score",), bias=False)
+
+
+def _gpt2_base(config: PretrainedConfig, key: str, path: FluxPath) -> List[Entry]:
+    entries = [
+        Entry(f"{key}wte.weight", path + ("wte", "weight"), NONE),
+        Entry(f"{key}wpe.weight", path + ("wpe", "weight"), NONE),
+    ]
+    for index in range(config.num_hidden_layers):
+        block_key, block = f"{key}h.{index}.", path + ("layers", index + 1)
+        entries += [
+            *_norm(f"{block_key}ln_1", block + ("ln_1",)),
+            *_conv1d(f"{block_key}attn.c_attn", block + ("attention", "c_attn")),
+            *_conv1d(f"{block_key}attn.c_proj", block + ("attention", "c_proj")),
+            *_norm(f"{block_key}ln_2", block + ("ln_2",)),
+            *_conv1d(f"{block_key}mlp.c_fc", block + ("mlp", "c_fc")),
+            *_conv1d(f"{block_key}mlp.c_proj", block + ("mlp", "c_proj")),
+        ]
+    return entries + _norm(f"{key}ln_f", path + ("ln_f",))
+
+
+# --------------------------------------------------------------------------------------------
+# Arrays across the language boundary
+
+
+def to_flux_array(array: np.ndarray, transform: str) -> np.ndarray:
+    """The torch-layout (C-order) `array` as the Julia field holds it: Julia's shape, F-order."""
+    if transform == NONE:
+        return np.asfortranarray(array.T)  # a view: C-order reversed is F-order
+    if transform == TRANSPOSE:
+        return np.asfortranarray(array)  # the one real transpose of the bytes
+    raise ValueError(f"unknown transform {transform!r}")
+
+
+def from_flux_array(array: np.ndarray, transform: str) -> np.ndarray:
+    """Inverse of `to_flux_array`: a Julia-shaped array back to torch's C-order layout."""
+    if transform == NONE:
+        return np.ascontiguousarray(array.T)
+    if transform == TRANSPOSE:
+        return np.ascontiguousarray(array)
+    raise ValueError(f"unknown transform {transform!r}")
+
+
+def flux_weights(
+    state_dict: Mapping[str, np.ndarray], config: PretrainedConfig, task: str
+) -> List[FluxWeight]:
+    """The arrays of `state_dict` for the Flux model of `task`, in table order.
+
+    Checkpoint keys are matched as transformers matches them: the base-model prefix may be
+    present or absent, legacy `gamma`/`beta` names mean `weight`/`bias`. Keys the model does not
+    use and fields the checkpoint does not fill are reported in one FluxLayoutWarning each (the
+    Julia model keeps its fresh initialisation for the latter).
+    """
+    table = flux_table(config, task)
+    arrays = _match_checkpoint(state_dict, table, BASE_PREFIX[_family(config)])
+    weights, missing = [], []
+    for entry in table:
+        if entry.tied_to is not None:
+            continue
+        if entry.key not in arrays:
+            missing.append(entry.key)
+            continue
+        array, is_bf16 = _crossable(np.asarray(arrays[entry.key]))
+        weights.append(FluxWeight(entry.key, entry.path, to_flux_array(array, entry.transform), is_bf16))
+    if missing:
+        warnings.warn(
+            f"{len(missing)} Flux weights not in the checkpoint, left newly initialised: {', '.join(missing)}",
+            FluxLayoutWarning,
+            stacklevel=2,
+        )
+    return weights
+
+
+def _match_checkpoint(
+    state_dict: Mapping[str, np.ndarray], table: Sequence[Entry], prefix: str
+) -> Dict[str, np.ndarray]:
+    wanted = {entry.key for entry in table}
+    matched, unused = {}, []
+    for file_key, array in state_dict.items():
+        key = file_key
+        for legacy, modern in LEGACY_SUFFIXES.items():
+            if key.endswith(legacy):
+                key = key[: -len(legacy)] + modern
+        candidates = (key, key[len(prefix) + 1 :] if key.startswith(prefix + ".") else f"{prefix}.{key}")
+        found = next((candidate for candidate in candidates if candidate in wanted), None)
+        if found is not None:
+            matched[found] = array
+        elif not file_key.endswith(IGNORED_SUFFIXES):
+            unused.append(file_key)
+    if unused:
+        warnings.warn(
+            f"{len(unused)} checkpoint weights unused by the Flux model: {', '.join(unused)}",
+            FluxLayoutWarning,
+            stacklevel=3,
+        )
+    return matched
+
+
+def _crossable(array: np.ndarray) -> Tuple[np.ndarray, bool]:
+    """An array juliacall can hand over: bf16 as its uint16 bits, float8 and others as float32."""
+    if array.dtype.name == "bfloat16":
+        return array.view(np.uint16), True
+    if array.dtype in (np.float16, np.float32, np.float64):
+        return array, False
+    return array.astype(np.float32), False
+
+
+def state_dict_from_flux(
+    arrays: Mapping[str, Any], config: PretrainedConfig, task: str
+) -> Dict[str, np.ndarray]:
+    """A state dict (C-order numpy arrays) from the Flux model's arrays, keyed by state-dict key.
+
+    `arrays` holds one Julia-shaped array per untied table entry (numpy arrays, or the juliacall
+    wrappers Julia returns, which numpy reads without a copy); the result owns its memory. Tied
+    keys are left out, as transformers' `save_pretrained` does.
+    """
+    state_dict = {}
+    for entry in flux_table(config, task):
+        if entry.tied_to is not None:
+            continue
+        if entry.key not in arrays:
+            raise FluxLayoutError(f"Flux arrays lack {entry.key!r} (field {'.'.join(map(str, entry.path))})")
+        state_dict[entry.key] = np.array(from_flux_array(np.asarray(arrays[entry.key]), entry.transform))
+    return state_dict
+
+
+# --------------------------------------------------------------------------------------------
+# Token ids: Julia counts from 1 and keeps (seq, batch) column-major.
+
+
+def token_ids_to_flux(ids: np.ndarray) -> np.ndarray:
+    """(batch, seq) 0-based ids (a tokenizer's output) -> Julia's (seq, batch) 1-based Int64 ids."""
+    return np.asfortranarray(np.asarray(ids, dtype=np.int64).T + 1)
+
+
+def token_ids_from_flux(ids: Any) -> np.ndarray:
+    """Julia 1-based ids, (seq,) or (seq, batch) -> 0-based ids, (seq,) or (batch, seq)."""
+    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).T - 1)
+
+
+def mask_to_flux(mask: np.ndarray) -> np.ndarray:
+    """(batch, seq) 0/1 attention mask -> Julia's (seq, batch) Bool mask, true = attend (NNlib)."""
+    return np.asfortranarray(np.asarray(mask).T != 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Files: what Julia calls to load and save (one implementation of the Hub, store and formats).
+
+
+def read_for_flux(
+    source: Union[str, os.PathLike], task: str = "model", *, revision: Optional[str] = None
+) -> Tuple[PretrainedConfig, List[FluxWeight]]:
+    """The config and Flux-ready weights of `source` (a local directory or a Hub repo id)."""
+    from bridge.hub import fetch_file
+    from bridge.models.checkpoint import read_weights
+
+    config = load_config(fetch_file(source, "config.json", revision=revision))
+    return config, flux_weights(read_weights(source, revision=revision), config, task)
+
+
+def save_from_flux(
+    directory: Union[str, os.PathLike],
+    config: PretrainedConfig,
+    task: str,
+    arrays: Mapping[str, Any],
+    *,
+    format: str = "safetensors",
+) -> Path:
+    """Write config.json and the weights (`format` "safetensors" or "bin") as transformers lays them out."""
+    from bridge.models.checkpoint import write_weights
+
+    if format not in ("safetensors", "bin"):
+        raise FluxLayoutError(f"unknown checkpoint format {format!r}; expected 'safetensors' or 'bin'")
+    state_dict = state_dict_from_flux(arrays, config, task)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config.architectures = [ARCHITECTURES[(_family(config), task)]]
+    config.save_pretrained(directory)
+    write_weights(state_dict, directory, safe_serialization=format == "safetensors")
+    return directory

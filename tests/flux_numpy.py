@@ -1,0 +1,239 @@
+"""A NumPy model of HGFBridge's Flux forward passes, to prove bridge.flux_layout without Julia.
+
+Arrays are held exactly as Julia holds them: the numpy array with the Julia shape, in Fortran
+order, fetched by the Flux field path of the tables (`weights[("bert", "layers", 1, "attention",
+"query", "weight")]`). Every operation is the one the Julia code performs, written on these
+arrays: `W @ x` is Julia's `W * x`, reshapes are column-major (`order="F"`), activations are
+(features, seq, batch), token ids are 1-based, masks use NNlib's convention (true = attend), and
+attention follows `NNlib.dot_product_attention` step by step (split heads by a column-major
+reshape, scale the query by 1/sqrt(head_dim), scores (key, query, head, batch), softmax over keys).
+Each function names the Julia method it models (julia/layers.jl, bert.jl, gpt2.jl).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from bridge.flux_layout import flux_hyperparameters, flux_table, flux_weights
+
+Path = Tuple
+
+
+def flux_arrays(state_dict: Mapping[str, np.ndarray], config, task: str) -> Dict[Path, np.ndarray]:
+    """{Flux path: Julia-shaped array} as `julia/loading.jl` fills a model; tied fields share one array."""
+    arrays = {weight.path: weight.array for weight in flux_weights(state_dict, config, task)}
+    by_key = {entry.key: entry for entry in flux_table(config, task)}
+    for entry in by_key.values():
+        if entry.tied_to is not None:
+            arrays[entry.path] = arrays[by_key[entry.tied_to].path]
+    return arrays
+
+
+def jl_reshape(array: np.ndarray, *shape: int) -> np.ndarray:
+    """Julia's `reshape`: column-major."""
+    return np.reshape(array, shape, order="F")
+
+
+# ---- julia/layers.jl
+
+
+def torch_layer_norm(w, path: Path, x: np.ndarray, eps: float) -> np.ndarray:
+    centred = x - x.mean(axis=0, keepdims=True)
+    variance = (centred**2).mean(axis=0, keepdims=True)
+    return centred / np.sqrt(variance + np.float32(eps)) * col(w[path + ("weight",)], x) + col(w[path + ("bias",)], x)
+
+
+def col(vector: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A Julia vector broadcast against an N-d array: it runs along the first dimension."""
+    return vector.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def gelu_erf(x):
+    return (x * (1 + _erf(x.astype(np.float64) / math.sqrt(2))) / 2).astype(np.float32)
+
+
+def gelu_tanh(x):
+    return (x * (1 + np.tanh(np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(0.044715) * x**3))) / 2).astype(
+        np.float32
+    )
+
+
+def silu(x):
+    return x / (1 + np.exp(-x))
+
+
+ACTIVATIONS = {"gelu_erf": gelu_erf, "gelu_tanh": gelu_tanh, "relu": lambda x: np.maximum(x, 0), "silu": silu, "tanh": np.tanh}
+
+
+def dense(w, path: Path, x: np.ndarray) -> np.ndarray:
+    """Flux `Dense` on an N-d input: reshape to (in, :), `W * x .+ b`, reshape back."""
+    weight = w[path + ("weight",)]
+    flat = jl_reshape(x, x.shape[0], -1)
+    out = weight @ flat
+    if path + ("bias",) in w:
+        out = out + w[path + ("bias",)][:, None]
+    return jl_reshape(out, out.shape[0], *x.shape[1:])
+
+
+def embedding(w, path: Path, ids: np.ndarray) -> np.ndarray:
+    """Flux `Embedding`: `NNlib.gather(weight, ids)`, 1-based ids -> (dim, size(ids)...)."""
+    return w[path + ("weight",)][:, ids - 1]
+
+
+def attention_bias(mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, np.float32(0), -np.finfo(np.float32).max).astype(np.float32)
+
+
+def padding_mask(attention_mask: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    if attention_mask is None:
+        return None
+    return jl_reshape(attention_mask != 0, attention_mask.shape[0], 1, 1, attention_mask.shape[1])
+
+
+def softmax_dim1(x: np.ndarray) -> np.ndarray:
+    shifted = np.exp(x - x.max(axis=0, keepdims=True))
+    return shifted / shifted.sum(axis=0, keepdims=True)
+
+
+def multihead_attention(q, k, v, mask, nheads: int) -> np.ndarray:
+    """`NNlib.dot_product_attention(q, k, v, bias; nheads)` on (features, seq, batch) arrays."""
+    features, q_len, batch = q.shape
+    head_dim = features // nheads
+    split = lambda a: jl_reshape(a, head_dim, nheads, a.shape[1], batch)  # noqa: E731 (split_heads)
+    qh, kh, vh = split(q), split(k), split(v)
+    qh = qh / np.sqrt(np.float32(head_dim))
+    scores = np.einsum("dhjb,dhib->jihb", kh, qh)  # logits[j, i, h, b]: key j, query i
+    if mask is not None:
+        scores = scores + attention_bias(mask)
+    alpha = softmax_dim1(scores)
+    out = np.einsum("jihb,dhjb->dhib", alpha, vh)  # x[d, h, i, b]
+    return jl_reshape(out, features, q_len, batch)  # join_heads
+
+
+def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
+    """julia/layers.jl `cross_entropy`: (classes, n) logits, 1-based targets."""
+    shifted = logits - logits.max(axis=0, keepdims=True)
+    logprobs = shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+    return float(-logprobs[targets - 1, np.arange(len(targets))].mean())
+
+
+# ---- julia/bert.jl
+
+
+def encoder_model(w, hp, base: Path, ids, attention_mask=None, token_type_ids=None, pooler=True):
+    """`(model::EncoderModel)(input_ids; attention_mask, token_type_ids)`."""
+    emb = base + ("embeddings",)
+    if hp["position_rule"] == "after_padding":
+        pad_id = hp["pad_token_id"] + 1
+        is_token = (ids != pad_id).astype(np.int64)
+        positions = np.cumsum(is_token, axis=0) * is_token + pad_id
+    else:
+        positions = np.cumsum(np.ones_like(ids), axis=0)
+    types = np.ones_like(ids) if token_type_ids is None else token_type_ids
+    summed = (
+        embedding(w, emb + ("word_embeddings",), ids)
+        + embedding(w, emb + ("position_embeddings",), positions)
+        + embedding(w, emb + ("token_type_embeddings",), types)
+    )
+    eps = hp["layer_norm_eps"]
+    hidden = torch_layer_norm(w, emb + ("norm",), summed, eps)
+    mask = padding_mask(attention_mask)
+    activation = ACTIVATIONS[hp["activation"]]
+    for index in range(1, hp["num_layers"] + 1):
+        layer = base + ("layers", index)
+        att = layer + ("attention",)
+        heads = multihead_attention(
+            dense(w, att + ("query",), hidden),
+            dense(w, att + ("key",), hidden),
+            dense(w, att + ("value",), hidden),
+            mask,
+            hp["num_heads"],
+        )
+        hidden = torch_layer_norm(w, layer + ("attention_norm",), hidden + dense(w, att + ("output",), heads), eps)
+        feed_forward = dense(w, layer + ("output",), activation(dense(w, layer + ("intermediate",), hidden)))
+        hidden = torch_layer_norm(w, layer + ("output_norm",), hidden + feed_forward, eps)
+    pooled = np.tanh(dense(w, base + ("pooler",), hidden[:, 0, :])) if pooler else None
+    return hidden, pooled
+
+
+def masked_lm_head(w, hp, hidden, activation) -> np.ndarray:
+    """`(head::MaskedLMHead)(hidden)`: (vocab, seq, batch) logits."""
+    features = torch_layer_norm(w, ("head", "norm"), activation(dense(w, ("head", "dense"), hidden)), hp["layer_norm_eps"])
+    flat = jl_reshape(features, features.shape[0], -1)
+    logits = w[("head", "weight")].T @ flat + w[("head", "bias")][:, None]
+    return jl_reshape(logits, logits.shape[0], *hidden.shape[1:])
+
+
+# ---- julia/gpt2.jl
+
+
+def gpt2_model(w, hp, base: Path, ids, attention_mask=None) -> np.ndarray:
+    """`(model::GPT2Model)(input_ids; attention_mask)`."""
+    positions = np.cumsum(np.ones_like(ids), axis=0)
+    hidden = embedding(w, base + ("wte",), ids) + embedding(w, base + ("wpe",), positions)
+    length = ids.shape[0]
+    causal = np.triu(np.ones((length, length), dtype=bool))  # NNlib.make_causal_mask: m[i, j] = i <= j
+    padding = padding_mask(attention_mask)
+    mask = causal if padding is None else causal[:, :, None, None] & padding
+    eps, size = hp["layer_norm_eps"], hp["hidden_size"]
+    activation = ACTIVATIONS[hp["activation"]]
+    for index in range(1, hp["num_layers"] + 1):
+        block = base + ("layers", index)
+        qkv = dense(w, block + ("attention", "c_attn"), torch_layer_norm(w, block + ("ln_1",), hidden, eps))
+        heads = multihead_attention(qkv[:size], qkv[size : 2 * size], qkv[2 * size :], mask, hp["num_heads"])
+        hidden = hidden + dense(w, block + ("attention", "c_proj"), heads)
+        inner = activation(dense(w, block + ("mlp", "c_fc"), torch_layer_norm(w, block + ("ln_2",), hidden, eps)))
+        hidden = hidden + dense(w, block + ("mlp", "c_proj"), inner)
+    return torch_layer_norm(w, base + ("ln_f",), hidden, eps)
+
+
+def last_token_indices(ids: np.ndarray, pad_id: int) -> np.ndarray:
+    """julia/gpt2.jl `last_token_indices` (1-based)."""
+    if pad_id == 0:
+        return np.full(ids.shape[1], ids.shape[0])
+    found = []
+    for column in ids.T:
+        positions = np.flatnonzero(column != pad_id)
+        found.append(positions[-1] + 1 if len(positions) else 1)
+    return np.array(found)
+
+
+# ---- every family and head
+
+
+def flux_forward(w, config, task: str, ids, attention_mask=None, token_type_ids=None) -> Dict[str, np.ndarray]:
+    """The NamedTuple the Julia model returns, as a dict of Julia-shaped arrays."""
+    hp = flux_hyperparameters(config)
+    family = hp["model_type"]
+    if family == "gpt2":
+        if task == "model":
+            return {"last_hidden_state": gpt2_model(w, hp, (), ids, attention_mask)}
+        hidden = gpt2_model(w, hp, ("transformer",), ids, attention_mask)
+        if task == "lmheadmodel":
+            flat = jl_reshape(hidden, hidden.shape[0], -1)
+            return {"logits": jl_reshape(w[("lm_head", "weight")].T @ flat, -1, *hidden.shape[1:])}
+        scores = dense(w, ("score",), hidden)
+        pad_id = 0 if hp["pad_token_id"] is None else hp["pad_token_id"] + 1
+        last = last_token_indices(ids, pad_id)
+        return {"logits": scores[:, last - 1, np.arange(ids.shape[1])]}
+    kwargs = dict(attention_mask=attention_mask, token_type_ids=token_type_ids)
+    if task == "model":
+        hidden, pooled = encoder_model(w, hp, (), ids, **kwargs)
+        return {"last_hidden_state": hidden, "pooler_output": pooled}
+    base = (family,)
+    if task == "formaskedlm":
+        hidden, _ = encoder_model(w, hp, base, ids, pooler=False, **kwargs)
+        activation = ACTIVATIONS[hp["activation"]] if family == "bert" else gelu_erf
+        return {"logits": masked_lm_head(w, hp, hidden, activation)}
+    if family == "bert":
+        _, pooled = encoder_model(w, hp, base, ids, **kwargs)
+        return {"logits": dense(w, ("classifier",), pooled)}
+    hidden, _ = encoder_model(w, hp, base, ids, pooler=False, **kwargs)
+    first = np.tanh(dense(w, ("classifier", "dense"), hidden[:, 0, :]))
+    return {"logits": dense(w, ("classifier", "out_proj"), first)}
