@@ -1,0 +1,96 @@
+"""safetensors files, through the `safetensors` package's numpy API.
+
+The package's numpy reader looks float8 dtypes up as `numpy.<name>`, which numpy does not have; for
+those tensors alone we slice the bytes ourselves, using the offsets of the header the package has
+already validated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Dict, List, Mapping, Tuple
+
+import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, which the package's reader needs)
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
+
+from pickle_io import dtypes
+from pickle_io.atomic_file import replacing
+from pickle_io.errors import CheckpointError, PickleIOError
+
+# safetensors dtype code -> torch/numpy dtype name
+DTYPE_NAMES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+    "U16": "uint16", "U32": "uint32", "U64": "uint64", "BOOL": "bool",
+    "C64": "complex64", "C128": "complex128",
+    "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn", "F8_E8M0": "float8_e8m0fnu",
+}
+_HEADER_LIMIT = 100_000_000  # the package's own limit on the JSON header
+
+
+def looks_like_safetensors(head: bytes, file_size: int) -> bool:
+    """Whether a file starts like safetensors: a u64 header length, then a JSON object."""
+    if len(head) < 9:
+        return False
+    (header_length,) = struct.unpack("<Q", head[:8])
+    return header_length <= min(file_size - 8, _HEADER_LIMIT) and head[8:9] == b"{"
+
+
+def tensor_table(path: os.PathLike) -> List[Tuple[str, str, Tuple[int, ...]]]:
+    """(name, dtype name, shape) of every tensor, in file order, reading no tensor data."""
+    try:
+        with safe_open(str(path), framework="numpy") as file:
+            table = []
+            for name in file.keys():
+                view = file.get_slice(name)
+                code = view.get_dtype()
+                table.append((name, DTYPE_NAMES.get(code, code), tuple(view.get_shape())))
+            return table
+    except SafetensorError as error:
+        raise CheckpointError(f"{path}: bad safetensors file: {error}") from None
+
+
+def read_safetensors(path: os.PathLike) -> Dict[str, np.ndarray]:
+    """Every tensor of a safetensors file, as owned numpy arrays."""
+    tensors: Dict[str, np.ndarray] = {}
+    try:
+        with safe_open(str(path), framework="numpy") as file:
+            for name in file.keys():
+                code = file.get_slice(name).get_dtype()
+                if code.startswith("F8_"):
+                    tensors[name] = _read_raw(path, name, code)
+                else:
+                    tensors[name] = file.get_tensor(name)
+    except SafetensorError as error:
+        raise CheckpointError(f"{path}: bad safetensors file: {error}") from None
+    return tensors
+
+
+def _read_raw(path: os.PathLike, name: str, code: str) -> np.ndarray:
+    dtype = dtypes.numpy_dtype(DTYPE_NAMES.get(code, ""))
+    if dtype is None:
+        raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {code}")
+    with open(path, "rb") as file:
+        (header_length,) = struct.unpack("<Q", file.read(8))
+        entry = json.loads(file.read(header_length))[name]
+        begin, end = entry["data_offsets"]
+        file.seek(8 + header_length + begin)
+        data = bytearray(file.read(end - begin))
+    return np.frombuffer(data, dtype).reshape(entry["shape"])
+
+
+def write_safetensors(tensors: Mapping[str, np.ndarray], path: os.PathLike) -> None:
+    """Write a flat {name: array} mapping with `{"format": "pt"}` metadata, atomically."""
+    contiguous = {}
+    for name, array in tensors.items():
+        if not isinstance(name, str) or not isinstance(array, np.ndarray):
+            raise PickleIOError(f"{path}: safetensors holds only {{str: array}}; {name!r} is not")
+        if dtypes.torch_name(array.dtype.newbyteorder("=")) is None:
+            raise PickleIOError(f"{path}: tensor {name} has dtype {array.dtype}")
+        contiguous[name] = np.asarray(array, dtype=array.dtype.newbyteorder("="), order="C")
+    with replacing(path) as temporary:
+        save_file(contiguous, str(temporary), metadata={"format": "pt"})

@@ -1,0 +1,134 @@
+"""torch's zip checkpoint format (torch.save's default since 1.6): reading and writing.
+
+An archive holds `<prefix>/data.pkl` (the pickle), `<prefix>/data/<key>` (each storage's raw
+bytes), `<prefix>/byteorder` (absent: little) and `<prefix>/version`. The prefix is whatever
+folder torch chose (`archive`, or the file's stem): it is read from the entries, never assumed.
+"""
+
+from __future__ import annotations
+
+import mmap as mmap_module
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from pickle_io.errors import CheckpointError
+from pickle_io.pickler import GlobalRef, Pickler, storage_class
+from pickle_io.storage_plan import PlannedStorage, StoragePlan
+from pickle_io.tensors import ArraySource, InfoSource
+from pickle_io.unpickler import unpickle
+from pickle_io.zipformat import ZipEntry, ZipReader, inflate, write_zip
+
+_STORED = 0
+WRITE_PREFIX = "archive"  # fixed, so the bytes do not depend on the file's name
+
+
+class ZipCheckpoint:
+    """A torch zip checkpoint opened for reading; `file` stays open while this is used."""
+
+    def __init__(self, file: Any, filename: str) -> None:
+        self.file = file
+        self.filename = filename
+        self.reader = ZipReader(file, filename)
+        self.prefix = self._find_prefix()
+        self.pickle = self.reader.read(self._entry("data.pkl"))
+        byteorder = self.reader.entries.get(self.prefix + "byteorder")
+        order = self.reader.read(byteorder).strip() if byteorder else b"little"
+        if order not in (b"little", b"big"):
+            raise CheckpointError(f"{filename}: unknown byteorder {order[:20]!r}")
+        self.big_endian = order == b"big"
+        self._mapped: Optional[mmap_module.mmap] = None
+
+    def _find_prefix(self) -> str:
+        names = list(self.reader.entries)
+        if not names:
+            raise CheckpointError(f"{self.filename}: empty zip archive")
+        prefix = names[0].split("/", 1)[0] + "/"
+        outside = [name for name in names if not name.startswith(prefix)]
+        if outside:
+            raise CheckpointError(f"{self.filename}: zip entry {outside[0]!r} is outside {prefix}")
+        if prefix + "constants.pkl" in self.reader.entries or any(
+                name.startswith(prefix + "code/") for name in names):
+            raise CheckpointError(
+                f"{self.filename}: a TorchScript archive (code/, constants.pkl), not a "
+                "checkpoint; refusing to read it")
+        if prefix + "data.pkl" not in self.reader.entries:
+            raise CheckpointError(f"{self.filename}: zip archive without data.pkl, not a "
+                                  "PyTorch checkpoint")
+        return prefix
+
+    def _entry(self, name: str) -> ZipEntry:
+        entry = self.reader.entries.get(self.prefix + name)
+        if entry is None:
+            raise CheckpointError(f"{self.filename}: missing record {self.prefix + name}")
+        return entry
+
+    def info_object(self) -> Any:
+        """The pickled object with `TensorInfo` in place of tensors; reads no tensor data."""
+        return unpickle(self.pickle, filename=self.filename,
+                        source=InfoSource(filename=self.filename))[0]
+
+    def array_source(self, *, mmap: bool) -> ArraySource:
+        def read_record(key: str) -> np.ndarray:
+            return self.read_record(key, mmap=mmap)
+
+        return ArraySource(read_record, filename=self.filename, big_endian=self.big_endian)
+
+    def load(self, *, mmap: bool) -> Any:
+        return unpickle(self.pickle, filename=self.filename,
+                        source=self.array_source(mmap=mmap))[0]
+
+    def read_record(self, key: str, *, mmap: bool) -> np.ndarray:
+        """A storage's bytes: a read-only view of the mapped file (mmap) or an owned copy."""
+        entry = self._entry(f"data/{key}")
+        offset = self.reader.payload_offset(entry)
+        if entry.method != _STORED:
+            data = inflate(os.pread(self.file.fileno(), entry.compressed_size, offset),
+                           entry.size, f"{self.filename}: {entry.name}")
+            return np.frombuffer(data if mmap else bytearray(data), np.uint8)
+        if entry.size != entry.compressed_size:
+            raise CheckpointError(f"{self.filename}: stored entry {entry.name!r} sizes differ")
+        if mmap:
+            return np.frombuffer(self._map(), np.uint8, count=entry.size, offset=offset)
+        return read_owned(self.file, entry.size, offset, self.filename)
+
+    def _map(self) -> mmap_module.mmap:
+        if self._mapped is None:
+            self._mapped = mmap_module.mmap(self.file.fileno(), 0, access=mmap_module.ACCESS_READ)
+        return self._mapped
+
+
+def read_owned(file: Any, size: int, offset: int, filename: str) -> np.ndarray:
+    """`size` bytes at `offset` into a new writable array (no zero-filling, one copy)."""
+    array = np.empty(size, np.uint8)
+    view = memoryview(array)
+    done = 0
+    while done < size:
+        count = os.preadv(file.fileno(), [view[done:]], offset + done)
+        if count <= 0:
+            raise CheckpointError(f"{filename}: truncated at byte {offset + done}")
+        done += count
+    return array
+
+
+def zip_persistent_id(storage: PlannedStorage) -> tuple:
+    # Untyped storages count bytes; typed ones count elements.
+    module, name = storage_class(storage)
+    numel = storage.data.nbytes if module == "torch.storage" else storage.numel
+    return ("storage", GlobalRef(module, name), storage.key, "cpu", numel)
+
+
+def write_zip_checkpoint(obj: Any, plan: StoragePlan, fd: int) -> None:
+    """Write `obj` (its arrays planned in `plan`) as a torch zip checkpoint to the empty file `fd`."""
+    pickle = Pickler(plan.tensors, zip_persistent_id).dump(obj)
+    prefix = WRITE_PREFIX + "/"
+    records = [
+        (prefix + "data.pkl", memoryview(pickle)),
+        (prefix + ".format_version", memoryview(b"1")),
+        (prefix + ".storage_alignment", memoryview(b"64")),
+        (prefix + "byteorder", memoryview(b"little")),
+    ]
+    records += [(f"{prefix}data/{storage.key}", storage.data) for storage in plan.storages]
+    records.append((prefix + "version", memoryview(b"3\n")))
+    write_zip(fd, records)
