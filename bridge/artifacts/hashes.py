@@ -9,6 +9,7 @@ An artifact's name on disk is the git tree hash of its directory, so Julia's `Ar
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -111,7 +112,7 @@ class ContentHasher:
         self._sha1 = hashlib.sha1(blob_header(size))
         self._pool = ThreadPoolExecutor(max_workers=1)
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: Union[bytes, memoryview]) -> None:
         pending = self._pool.submit(self._sha256.update, chunk)
         self._sha1.update(chunk)
         pending.result()
@@ -127,7 +128,16 @@ class ContentHasher:
 def hash_file(path: Union[str, os.PathLike], copy_to: Optional[BinaryIO] = None) -> ContentHashes:
     """Hash the file at `path` in one read, writing its bytes to `copy_to` on the way if given."""
     with open(path, "rb") as source:
-        hasher = ContentHasher(os.fstat(source.fileno()).st_size)
+        size = os.fstat(source.fileno()).st_size
+        hasher = ContentHasher(size)
+        if copy_to is None and size > 0:
+            # Hash straight from the page cache: no copy of the bytes into Python objects.
+            with mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                for offset in range(0, size, READ_CHUNK):
+                    hasher.update(view[offset : offset + READ_CHUNK])
+                view.release()
+            return hasher.finish()
         while chunk := source.read(READ_CHUNK):
             hasher.update(chunk)
             if copy_to is not None:
