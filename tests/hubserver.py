@@ -46,6 +46,7 @@ class HubServer:
     faults: Dict[Tuple[str, str], Fault] = field(default_factory=dict)  # (repo_id, path) -> fault
     requests: List[Tuple[str, str]] = field(default_factory=list)  # (method, path)
     authorizations: List[str] = field(default_factory=list)  # Authorization headers received
+    protected: Dict[str, Tuple[str, bool]] = field(default_factory=dict)  # repo_id -> (token, gated)
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -97,6 +98,11 @@ class HubServer:
         GETs (None: all)."""
         assert kind in FAULTS, kind
         self.faults[(repo_id, path)] = Fault(kind, times)
+
+    def protect(self, repo_id: str, token: str, gated: bool = False) -> None:
+        """Serve `repo_id` only to requests with `Authorization: Bearer <token>`: others get what the
+        Hub answers for a private repo (401 RepoNotFound) or, with `gated`, a gated one (403 GatedRepo)."""
+        self.protected[repo_id] = (token, gated)
 
     def commit(self, repo_id: str, revision: str = "main") -> str:
         """The commit hash of `revision`: a sha1 of its file listing, like a real commit's 40 hex."""
@@ -181,6 +187,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _resolve(self, repo_id: str, revision: str, file_path: str, send_body: bool) -> None:
         if not self.hub._repo_exists(repo_id):
             return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+        if repo_id in self.hub.protected:
+            token, gated = self.hub.protected[repo_id]
+            if self.headers.get("Authorization") != f"Bearer {token}":
+                if gated:
+                    return self._error(403, "GatedRepo", f"Access to model {repo_id} is restricted")
+                return self._error(401, "RepoNotFound", f"Repository {repo_id} not found")
         branch = self.hub._find_revision(repo_id, revision)
         if branch is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")

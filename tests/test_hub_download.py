@@ -120,6 +120,20 @@ def test_token_from_environment_is_sent(hub, monkeypatch):
     assert "Bearer hf_test_token" in hub.authorizations
 
 
+def test_private_and_gated_repos_need_a_token(hub, monkeypatch):
+    hub.add_file("org/private", "config.json", CONFIG)
+    hub.add_file("org/gated", "config.json", CONFIG)
+    hub.protect("org/private", "hf_right")
+    hub.protect("org/gated", "hf_right", gated=True)
+    with pytest.raises(RepoNotFoundError, match=r"'org/private' not found .* \(if it is private, set HF_TOKEN\)"):
+        fetch_file("org/private", "config.json")
+    with pytest.raises(RepoNotFoundError, match="'org/gated' .* is gated: accept its terms"):
+        fetch_file("org/gated", "config.json")
+    monkeypatch.setenv("HF_TOKEN", "hf_right")
+    assert fetch_file("org/private", "config.json").read_bytes() == CONFIG
+    assert fetch_file("org/gated", "config.json").read_bytes() == CONFIG
+
+
 def test_truncated_body_once_is_resumed_and_verified(hub):
     hub.set_fault(REPO, "model.safetensors", "truncate", times=1)
     assert fetch_file(REPO, "model.safetensors").read_bytes() == WEIGHTS

@@ -129,6 +129,7 @@ class ArtifactStore:
         source's name). A file inside the Hub cache is linked, any other file is copied.
         """
         source = Path(path)
+        meta = {key: value for key, value in meta.items() if value is not None}  # TOML has no null
         if not source.is_file():
             raise SourceFileError(f"cannot register {name!r}: {source} is not a file")
         meta.setdefault("file", source.name)
@@ -289,14 +290,14 @@ def _artifact_filename(entry: Dict[str, Any]) -> str:
 
 
 def _how_to_fetch(name: str) -> str:
-    head, _, filename = name.partition("/")
-    if "/" in filename and "@" not in head:  # "<org>/<repo>/<file>"
-        org, _, rest = name.partition("/")
-        head, _, filename = rest.partition("/")
-        head = f"{org}/{head}"
-    repo_id, _, revision = head.partition("@")
-    if not filename:
+    """A hint for an unbound name. Hub names read '<repo_id>[@<revision>]/<file>' (see artifact_name),
+    where the repo id is 'name' or 'org/name': a guess, good enough for a message."""
+    parts = name.split("/")
+    if len(parts) < 2:
         return "register a file under it with `hgf artifacts register PATH NAME`"
+    repo_parts = 1 if "@" in parts[0] or len(parts) == 2 else 2
+    repo_id, _, revision = "/".join(parts[:repo_parts]).partition("@")
+    filename = "/".join(parts[repo_parts:])
     return f"fetch it with `{hubclient.fetch_command(repo_id, filename, revision or None)}` (needs network)"
 
 
