@@ -8,6 +8,10 @@ arrays: `W @ x` is Julia's `W * x`, reshapes are column-major (`order="F"`), act
 attention follows `NNlib.dot_product_attention` step by step (split heads by a column-major
 reshape, scale the query by 1/sqrt(head_dim), scores (key, query, head, batch), softmax over keys).
 Each function names the Julia method it models (julia/layers.jl, bert.jl, gpt2.jl).
+
+The torch side of every comparison (tiny random transformers models, their inputs and outputs) is
+here too, so that julia/test/runtests.jl (through PythonCall) checks the Julia code against
+exactly the oracles tests/test_flux_layout.py uses.
 """
 
 from __future__ import annotations
@@ -16,10 +20,116 @@ import math
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
+import torch
+import transformers
 
+from bridge.config import CONFIG_CLASSES
 from bridge.flux_layout import flux_hyperparameters, flux_table, flux_weights
 
 Path = Tuple
+
+# ---- torch oracles: tiny random transformers models
+
+VOCAB, BATCH, SEQ = 40, 2, 7
+PAD = 1  # RoBERTa's padding id; also used as GPT-2's and BERT's here
+
+HF_CLASSES = {
+    ("bert", "model"): transformers.BertModel,
+    ("bert", "formaskedlm"): transformers.BertForMaskedLM,
+    ("bert", "forsequenceclassification"): transformers.BertForSequenceClassification,
+    ("gpt2", "model"): transformers.GPT2Model,
+    ("gpt2", "lmheadmodel"): transformers.GPT2LMHeadModel,
+    ("gpt2", "forsequenceclassification"): transformers.GPT2ForSequenceClassification,
+    ("roberta", "model"): transformers.RobertaModel,
+    ("roberta", "formaskedlm"): transformers.RobertaForMaskedLM,
+    ("roberta", "forsequenceclassification"): transformers.RobertaForSequenceClassification,
+}
+
+
+def hf_config(family: str, **overrides):
+    sizes = dict(vocab_size=VOCAB, num_labels=3, pad_token_id=PAD)
+    if family == "gpt2":
+        config = transformers.GPT2Config(
+            n_embd=16, n_layer=2, n_head=4, n_positions=32, bos_token_id=0, eos_token_id=0, **sizes
+        )
+    else:
+        encoder = dict(
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=24, type_vocab_size=2, **sizes
+        )
+        if family == "bert":
+            config = transformers.BertConfig(max_position_embeddings=32, **encoder)
+        else:
+            config = transformers.RobertaConfig(max_position_embeddings=34, bos_token_id=0, eos_token_id=2, **encoder)
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    return config
+
+
+def make_model(family: str, task: str, **overrides):
+    torch.manual_seed(0)
+    model = HF_CLASSES[(family, task)](hf_config(family, **overrides)).eval()
+    with torch.no_grad():  # non-zero biases and norms, so a misplaced one shows
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    return model
+
+
+def our_config(model):
+    entries = model.config.to_dict()
+    return CONFIG_CLASSES[entries["model_type"]].from_dict(entries)
+
+
+def state_dict_numpy(model):
+    return {key: value.detach().numpy() for key, value in model.state_dict().items()}
+
+
+def inputs(family: str, left_padding: bool = False):
+    rng = np.random.default_rng(1)
+    ids = rng.integers(3, VOCAB, size=(BATCH, SEQ))
+    mask = np.ones((BATCH, SEQ), dtype=np.int64)
+    padded = slice(0, 3) if left_padding else slice(SEQ - 3, SEQ)
+    ids[1, padded], mask[1, padded] = PAD, 0
+    types = rng.integers(0, 2, size=(BATCH, SEQ)) if family == "bert" else None
+    return ids, mask, types
+
+
+def torch_outputs(model, ids, mask, types):
+    kwargs = dict(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask))
+    if types is not None:
+        kwargs["token_type_ids"] = torch.tensor(types)
+    with torch.no_grad():
+        return model(**kwargs)
+
+
+def julia_layout(torch_array: torch.Tensor) -> np.ndarray:
+    """torch (batch, ...) outputs as Julia returns them: every axis reversed."""
+    return torch_array.detach().numpy().T
+
+
+def reload_mismatches(model, directory) -> list:
+    """What differs after transformers' from_pretrained(directory): loading problems, then every
+    key whose bytes are not those of `model` (empty when the round trip is bit-exact)."""
+    reloaded, info = type(model).from_pretrained(directory, output_loading_info=True)
+    problems = [f"{kind}: {key}" for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") for key in info[kind]]
+    original = model.state_dict()
+    for key, value in reloaded.state_dict().items():
+        if value.dtype != original[key].dtype or value.numpy().tobytes() != original[key].numpy().tobytes():
+            problems.append(f"differs: {key}")
+    return problems
+
+
+def torch_lm_loss(model, ids: np.ndarray) -> float:
+    """transformers' causal-LM loss with labels = input_ids."""
+    with torch.no_grad():
+        return float(model(input_ids=torch.tensor(ids), labels=torch.tensor(ids)).loss)
+
+
+def output_names(family: str, task: str) -> list:
+    """The fields the Flux model's NamedTuple and transformers' output share."""
+    if task != "model":
+        return ["logits"]
+    return ["last_hidden_state"] if family == "gpt2" else ["last_hidden_state", "pooler_output"]
+
 
 
 def flux_arrays(state_dict: Mapping[str, np.ndarray], config, task: str) -> Dict[Path, np.ndarray]:

@@ -18,84 +18,10 @@ import transformers
 
 import flux_numpy
 from bridge import flux_layout
-from bridge.config import CONFIG_CLASSES
+from flux_numpy import HF_CLASSES, VOCAB, BATCH, SEQ, inputs, julia_layout, make_model, our_config, state_dict_numpy, torch_outputs
 from bridge.flux_layout import NONE, TRANSPOSE, FluxLayoutError, FluxLayoutWarning
 
-VOCAB, BATCH, SEQ = 40, 2, 7
-PAD = 1  # RoBERTa's padding id; also used as GPT-2's and BERT's here
-
-HF_CLASSES = {
-    ("bert", "model"): transformers.BertModel,
-    ("bert", "formaskedlm"): transformers.BertForMaskedLM,
-    ("bert", "forsequenceclassification"): transformers.BertForSequenceClassification,
-    ("gpt2", "model"): transformers.GPT2Model,
-    ("gpt2", "lmheadmodel"): transformers.GPT2LMHeadModel,
-    ("gpt2", "forsequenceclassification"): transformers.GPT2ForSequenceClassification,
-    ("roberta", "model"): transformers.RobertaModel,
-    ("roberta", "formaskedlm"): transformers.RobertaForMaskedLM,
-    ("roberta", "forsequenceclassification"): transformers.RobertaForSequenceClassification,
-}
 CASES = sorted(HF_CLASSES)
-
-
-def hf_config(family: str, **overrides):
-    sizes = dict(vocab_size=VOCAB, num_labels=3, pad_token_id=PAD)
-    if family == "gpt2":
-        config = transformers.GPT2Config(
-            n_embd=16, n_layer=2, n_head=4, n_positions=32, bos_token_id=0, eos_token_id=0, **sizes
-        )
-    else:
-        encoder = dict(
-            hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=24, type_vocab_size=2, **sizes
-        )
-        if family == "bert":
-            config = transformers.BertConfig(max_position_embeddings=32, **encoder)
-        else:
-            config = transformers.RobertaConfig(max_position_embeddings=34, bos_token_id=0, eos_token_id=2, **encoder)
-    for name, value in overrides.items():
-        setattr(config, name, value)
-    return config
-
-
-def make_model(family: str, task: str, **overrides):
-    torch.manual_seed(0)
-    model = HF_CLASSES[(family, task)](hf_config(family, **overrides)).eval()
-    with torch.no_grad():  # non-zero biases and norms, so a misplaced one shows
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
-    return model
-
-
-def our_config(model):
-    entries = model.config.to_dict()
-    return CONFIG_CLASSES[entries["model_type"]].from_dict(entries)
-
-
-def state_dict_numpy(model):
-    return {key: value.detach().numpy() for key, value in model.state_dict().items()}
-
-
-def inputs(family: str, left_padding: bool = False):
-    rng = np.random.default_rng(1)
-    ids = rng.integers(3, VOCAB, size=(BATCH, SEQ))
-    mask = np.ones((BATCH, SEQ), dtype=np.int64)
-    padded = slice(0, 3) if left_padding else slice(SEQ - 3, SEQ)
-    ids[1, padded], mask[1, padded] = PAD, 0
-    types = rng.integers(0, 2, size=(BATCH, SEQ)) if family == "bert" else None
-    return ids, mask, types
-
-
-def torch_outputs(model, ids, mask, types):
-    kwargs = dict(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask))
-    if types is not None:
-        kwargs["token_type_ids"] = torch.tensor(types)
-    with torch.no_grad():
-        return model(**kwargs)
-
-
-def julia_layout(torch_array: torch.Tensor) -> np.ndarray:
-    """torch (batch, ...) outputs as Julia returns them: every axis reversed."""
-    return torch_array.detach().numpy().T
 
 
 def flux_outputs(model, family, task, ids, mask, types):
@@ -119,8 +45,7 @@ def test_flux_forward_matches_transformers(family, task):
     ids, mask, types = inputs(family)
     expected = torch_outputs(model, ids, mask, types)
     got = flux_outputs(model, family, task, ids, mask, types)
-    assert set(got) == ({"last_hidden_state", "pooler_output"} if family != "gpt2" and task == "model" else
-                        {"last_hidden_state"} if task == "model" else {"logits"})
+    assert sorted(got) == sorted(flux_numpy.output_names(family, task))
     for name, array in got.items():
         reference = julia_layout(getattr(expected, name))
         assert array.shape == reference.shape, name

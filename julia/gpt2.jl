@@ -1,0 +1,171 @@
+# GPT-2: a pre-norm causal decoder. The query/key/value projection stays fused (`c_attn`), as in
+# the checkpoint: its output rows are query, key, value, `hidden` rows each.
+
+"Causal self-attention with GPT-2's fused query/key/value projection."
+struct CausalSelfAttention{D}
+    c_attn::D
+    c_proj::D
+    nheads::Int
+end
+
+Flux.@layer CausalSelfAttention
+
+function (attention::CausalSelfAttention)(x, mask)
+    qkv = attention.c_attn(x)
+    hidden = size(x, 1)
+    query, key, value = qkv[1:hidden, :, :], qkv[(hidden + 1):(2hidden), :, :], qkv[(2hidden + 1):end, :, :]
+    return attention.c_proj(multihead_attention(query, key, value, mask, attention.nheads))
+end
+
+"GPT-2's feed-forward: c_fc, activation, c_proj."
+struct FeedForward{D,F}
+    c_fc::D
+    c_proj::D
+    activation::F
+end
+
+Flux.@layer FeedForward
+
+(mlp::FeedForward)(x) = mlp.c_proj(mlp.activation.(mlp.c_fc(x)))
+
+"One pre-norm block: x + attention(ln_1(x)), then + mlp(ln_2(x))."
+struct DecoderBlock{N,A,M,P}
+    ln_1::N
+    attention::A
+    ln_2::N
+    mlp::M
+    dropout::P
+end
+
+Flux.@layer DecoderBlock
+
+function DecoderBlock(hp::AbstractDict)
+    hidden, inner, std, eps = hp[:hidden_size], hp[:intermediate_size], hp[:initializer_range], hp[:layer_norm_eps]
+    return DecoderBlock(
+        TorchLayerNorm(hidden, eps),
+        CausalSelfAttention(dense_layer(hidden, 3hidden, std), dense_layer(hidden, hidden, std), hp[:num_heads]),
+        TorchLayerNorm(hidden, eps),
+        FeedForward(dense_layer(hidden, inner, std), dense_layer(inner, hidden, std), activation_function(hp[:activation])),
+        Dropout(hp[:dropout]),
+    )
+end
+
+function (block::DecoderBlock)(x, mask)
+    x = x .+ block.dropout(block.attention(block.ln_1(x), mask))
+    return x .+ block.dropout(block.mlp(block.ln_2(x)))
+end
+
+"""
+    GPT2Model
+
+Token (`wte`) and position (`wpe`) embeddings, decoder blocks, final norm `ln_f`.
+`(model)(input_ids; attention_mask = nothing)` returns `(last_hidden_state = (hidden, seq, batch),)`;
+positions count 1, 2, ... whatever the padding, as in transformers.
+"""
+struct GPT2Model{E,L,N,P,C}
+    wte::E
+    wpe::E
+    layers::L
+    ln_f::N
+    dropout::P
+    config::C
+end
+
+Flux.@layer :expand GPT2Model
+
+function GPT2Model(config::HGFConfig)
+    hp = config.hyperparameters
+    hidden, std = hp[:hidden_size], hp[:initializer_range]
+    return GPT2Model(
+        embedding_layer(hp[:vocab_size], hidden, std),
+        embedding_layer(hp[:max_positions], hidden, std),
+        [DecoderBlock(hp) for _ in 1:hp[:num_layers]],
+        TorchLayerNorm(hidden, hp[:layer_norm_eps]),
+        Dropout(hp[:embedding_dropout]),
+        config,
+    )
+end
+
+function (model::GPT2Model)(input_ids::AbstractMatrix{<:Integer}; attention_mask = nothing)
+    hidden = model.wte(input_ids) .+ model.wpe(cumsum(one.(input_ids); dims = 1))
+    hidden = model.dropout(hidden)
+    causal = NNlib.make_causal_mask(hidden)  # (key, query): true where key <= query
+    padding = padding_mask(attention_mask)
+    mask = padding === nothing ? causal : causal .& padding
+    for block in model.layers
+        hidden = block(hidden, mask)
+    end
+    return (last_hidden_state = model.ln_f(hidden),)
+end
+
+"Scores against every vocabulary vector; `weight` is (hidden, vocab), tied: the `wte` array itself."
+struct LMHead{W}
+    weight::W
+end
+
+Flux.@layer LMHead
+
+function (head::LMHead)(hidden)
+    logits = transpose(head.weight) * reshape(hidden, size(hidden, 1), :)
+    return reshape(logits, :, size(hidden)[2:end]...)
+end
+
+"GPT-2 with its language-model head; logits are (vocab, seq, batch)."
+struct GPT2LMHeadModel{T,H,C}
+    transformer::T
+    lm_head::H
+    config::C
+end
+
+Flux.@layer :expand GPT2LMHeadModel
+
+function GPT2LMHeadModel(config::HGFConfig)
+    hp = config.hyperparameters
+    transformer = GPT2Model(config)
+    weight = hp[:tie_word_embeddings] ? transformer.wte.weight :
+             randn(Float32, hp[:hidden_size], hp[:vocab_size]) .* Float32(hp[:initializer_range])
+    return GPT2LMHeadModel(transformer, LMHead(weight), config)
+end
+
+(model::GPT2LMHeadModel)(input_ids; kwargs...) = (logits = model.lm_head(model.transformer(input_ids; kwargs...).last_hidden_state),)
+
+"""
+    GPT2ForSequenceClassification
+
+Scores every position (`score`, no bias) and keeps, per sequence, the last token that is not the
+padding id (`pad_id`, 1-based; 0 when the config has none: then the last position).
+"""
+struct GPT2ForSequenceClassification{T,D,C}
+    transformer::T
+    score::D
+    pad_id::Int
+    config::C
+end
+
+Flux.@layer :expand GPT2ForSequenceClassification
+
+function GPT2ForSequenceClassification(config::HGFConfig)
+    hp = config.hyperparameters
+    pad_id = hp[:pad_token_id] === nothing ? 0 : hp[:pad_token_id] + 1
+    score = dense_layer(hp[:hidden_size], hp[:num_labels], hp[:initializer_range]; bias = false)
+    return GPT2ForSequenceClassification(GPT2Model(config), score, pad_id, config)
+end
+
+"Per sequence, the index of the last token that is not `pad_id` (1 when all are padding)."
+function last_token_indices(input_ids::AbstractMatrix{<:Integer}, pad_id::Integer)
+    ids = Array(input_ids)
+    pad_id == 0 && return fill(size(ids, 1), size(ids, 2))
+    return [something(findlast(!=(pad_id), view(ids, :, b)), 1) for b in axes(ids, 2)]
+end
+
+function (model::GPT2ForSequenceClassification)(input_ids; kwargs...)
+    scores = model.score(model.transformer(input_ids; kwargs...).last_hidden_state)  # (labels, seq, batch)
+    # A 0/1 selector on the scores' device picks each sequence's last token (exact: x*1 + 0s).
+    selector = ChainRulesCore.ignore_derivatives() do
+        last = last_token_indices(input_ids, model.pad_id)
+        chosen = eltype(scores).((1:size(scores, 2)) .== reshape(last, 1, :))
+        copyto!(similar(scores, size(chosen)), chosen)
+    end
+    picked = sum(scores .* reshape(selector, 1, size(selector)...); dims = 2)
+    return (logits = dropdims(picked; dims = 2),)
+end

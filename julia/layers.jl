@@ -1,0 +1,85 @@
+# Building blocks shared by every family: a LayerNorm and GELUs with torch's exact formulas, the
+# attention call, fresh-weight constructors. Activations are (features, seq, batch) throughout.
+
+"""
+    TorchLayerNorm(weight, bias, eps)
+
+Layer normalisation over the first dimension, computed as `torch.nn.LayerNorm` does:
+`(x - mean) / sqrt(var + eps) * weight + bias` with the biased variance. Written out because
+`Flux.LayerNorm` placed `eps` differently across Flux versions.
+"""
+struct TorchLayerNorm{V<:AbstractVector,T<:AbstractFloat}
+    weight::V
+    bias::V
+    eps::T
+end
+
+Flux.@layer TorchLayerNorm trainable = (weight, bias)
+
+TorchLayerNorm(dim::Integer, eps::Real) = TorchLayerNorm(ones(Float32, dim), zeros(Float32, dim), Float32(eps))
+
+function (norm::TorchLayerNorm)(x::AbstractArray)
+    centred = x .- mean(x; dims = 1)
+    variance = mean(centred .^ 2; dims = 1)
+    return centred ./ sqrt.(variance .+ norm.eps) .* norm.weight .+ norm.bias
+end
+
+"GELU with the error function: torch's `gelu` and Hugging Face's \"gelu\"."
+gelu_erf(x::Real) = x * (1 + erf(x / sqrt(oftype(x, 2)))) / 2
+
+"GELU's tanh approximation: torch's `gelu(approximate=\"tanh\")`, Hugging Face's \"gelu_new\"."
+gelu_tanh(x::Real) = x * (1 + tanh(sqrt(oftype(x, 2 / π)) * (x + oftype(x, 0.044715) * x^3))) / 2
+
+"SiLU (swish) as torch computes it: `x * sigmoid(x)`."
+silu(x::Real) = x / (1 + exp(-x))
+
+"The activation function named by `bridge.flux_layout.flux_hyperparameters`."
+function activation_function(name::AbstractString)
+    functions = Dict("gelu_erf" => gelu_erf, "gelu_tanh" => gelu_tanh, "relu" => relu, "silu" => silu, "tanh" => tanh)
+    haskey(functions, name) || throw(ArgumentError("unknown activation $(repr(name)); expected one of $(join(keys(functions), ", "))"))
+    return functions[name]
+end
+
+"""
+    attention_bias(mask)
+
+Additive attention scores from a boolean mask in NNlib's convention (`true` = attend), broadcastable
+to `(kv_len, q_len, heads, batch)`. Masked scores get `-floatmax` rather than NNlib's `-Inf`, as
+transformers does: a query that may attend to nothing then averages instead of producing NaN
+(which would reach every other position through the next layer's values).
+"""
+attention_bias(mask::AbstractArray{Bool}, T::Type{<:AbstractFloat} = Float32) = ifelse.(mask, zero(T), -floatmax(T))
+
+"""
+    padding_mask(attention_mask, batch)
+
+`(kv_len, 1, 1, batch)` booleans from a `(seq, batch)` 0/1 (or Bool) attention mask; `nothing`
+means every position is a real token.
+"""
+padding_mask(attention_mask::Nothing) = nothing
+padding_mask(attention_mask::AbstractMatrix) = reshape(attention_mask .!= 0, size(attention_mask, 1), 1, 1, size(attention_mask, 2))
+
+"Multi-head scaled dot-product attention of (features, seq, batch) arrays, scores scaled by 1/sqrt(head_dim)."
+function multihead_attention(query, key, value, mask, nheads::Integer)
+    bias = mask === nothing ? nothing : attention_bias(mask, eltype(query))
+    output, _ = NNlib.dot_product_attention(query, key, value, bias; nheads = nheads)
+    return output
+end
+
+"A Flux Dense layer initialised as Hugging Face initialises nn.Linear: N(0, std) weights, zero bias."
+dense_layer(in::Integer, out::Integer, std::Real; bias::Bool = true) =
+    Dense(randn(Float32, out, in) .* Float32(std), bias ? zeros(Float32, out) : false)
+
+"A Flux Embedding with N(0, std) vectors, stored (dim, vocab)."
+embedding_layer(vocab::Integer, dim::Integer, std::Real) = Embedding(randn(Float32, dim, vocab) .* Float32(std))
+
+"""
+    cross_entropy(logits, targets)
+
+Mean cross-entropy of `(classes, n)` logits against `n` 1-based integer targets (torch's
+`cross_entropy` with mean reduction).
+"""
+function cross_entropy(logits::AbstractMatrix, targets::AbstractVector{<:Integer})
+    is_target = reshape(targets, 1, :) .== (1:size(logits, 1))
+    return -sum(NNlib.logsoftmax(logits; dims = 1) .* is_target) / length(targets)
+end
