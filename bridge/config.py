@@ -108,8 +108,16 @@ class PretrainedConfig:
         return values
 
     def to_json_string(self) -> str:
-        values = self.to_dict()
-        values["id2label"] = {str(k): v for k, v in values["id2label"].items()}
+        """config.json text: like transformers, common entries only where they differ from default."""
+        values = {
+            key: value
+            for key, value in self.to_dict().items()
+            if key not in COMMON_DEFAULTS or key in self.family_defaults or value != COMMON_DEFAULTS[key]
+        }
+        if self.num_labels == 2 and values["id2label"] == {0: "LABEL_0", 1: "LABEL_1"}:
+            del values["id2label"], values["label2id"]
+        if "id2label" in values:
+            values["id2label"] = {str(k): v for k, v in values["id2label"].items()}
         return json.dumps(values, indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, path: Union[str, os.PathLike]) -> None:

@@ -63,3 +63,12 @@ def test_malformed_config_names_file(tmp_path, content):
 def test_missing_config_names_file(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path)
+
+
+def test_config_json_leaves_out_unchanged_common_defaults(tmp_path):
+    GPT2Config(vocab_size=10, n_embd=128).save_pretrained(tmp_path)
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["n_embd"] == 128 and written["n_layer"] == 12  # family entries always written
+    assert "output_attentions" not in written and "id2label" not in written
+    theirs = transformers.GPT2Config.from_pretrained(tmp_path)
+    assert (theirs.n_embd, theirs.num_labels, theirs.output_attentions) == (128, 2, False)
