@@ -38,9 +38,11 @@ def _roberta_dir(corpus: list[str], directory: Path) -> Path:
     from tokenizers import ByteLevelBPETokenizer
 
     trainer = ByteLevelBPETokenizer()
-    trainer.train_from_iterator(corpus, vocab_size=2000, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    special_tokens = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer.train_from_iterator(corpus, vocab_size=2000, special_tokens=special_tokens)
     trainer.save_model(str(directory))
-    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "RobertaTokenizer", "model_max_length": 512}))
+    config = {"tokenizer_class": "RobertaTokenizer", "model_max_length": 512}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
     return directory
 
 
@@ -67,9 +69,10 @@ def run(quick: bool) -> list[Row]:
             rows.append(_row(f"encode {count} sentences, padding=True, np ({label})", ours_s, peer_s))
 
         ours, theirs = load_tokenizer(minilm), AutoTokenizer.from_pretrained(minilm)
+        options = dict(padding="max_length", truncation=True, max_length=128, return_tensors="pt")
         ours_s, peer_s = interleaved(
-            lambda: ours(corpus, pairs_second, padding="max_length", truncation=True, max_length=128, return_tensors="pt"),
-            lambda: theirs(corpus, pairs_second, padding="max_length", truncation=True, max_length=128, return_tensors="pt"),
+            lambda: ours(corpus, pairs_second, **options),
+            lambda: theirs(corpus, pairs_second, **options),
             repeat=repeat,
         )
         rows.append(_row(f"encode {count} pairs, max_length=128, pt (MiniLM)", ours_s, peer_s))
@@ -85,4 +88,5 @@ def run(quick: bool) -> list[Row]:
 
 
 def _row(what: str, ours_s: float, peer_s: float) -> Row:
-    return Row(area="tokenizer", what=what, ours_s=ours_s, peer="transformers fast tokenizer", peer_s=peer_s, target=1.0)
+    peer = "transformers fast tokenizer"
+    return Row(area="tokenizer", what=what, ours_s=ours_s, peer=peer, peer_s=peer_s, target=1.0)

@@ -86,10 +86,12 @@ def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
     _minilm_vocab_only(root / "minilm-vocab", {})
     _minilm_vocab_only(root / "bert-cased-vocab", {"do_lower_case": False, "tokenize_chinese_chars": False})
     _minilm_vocab_only(root / "bert-strip-accents-vocab", {"do_lower_case": False, "strip_accents": True})
-    dirs.update({name: root / name for name in ("minilm-vocab", "bert-cased-vocab", "bert-strip-accents-vocab")})
+    for name in ("minilm-vocab", "bert-cased-vocab", "bert-strip-accents-vocab"):
+        dirs[name] = root / name
 
     _train_byte_level_bpe(root / "gpt2", ["<|endoftext|>"])
-    _write_json(root / "gpt2" / "tokenizer_config.json", {"tokenizer_class": "GPT2Tokenizer", "model_max_length": 64})
+    gpt2_config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": 64}
+    _write_json(root / "gpt2" / "tokenizer_config.json", gpt2_config)
     dirs["gpt2"] = root / "gpt2"
 
     # GPT-2 with a pad token, a prefix space and bos added: the options a fine-tuned checkpoint sets.
@@ -108,10 +110,12 @@ def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
 
     # RoBERTa as roberta-base ships it: <mask> eats the space before it (lstrip) via special_tokens_map.
     _train_byte_level_bpe(root / "roberta", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    _write_json(root / "roberta" / "tokenizer_config.json", {"tokenizer_class": "RobertaTokenizer", "model_max_length": 64})
+    roberta_config = {"tokenizer_class": "RobertaTokenizer", "model_max_length": 64}
+    _write_json(root / "roberta" / "tokenizer_config.json", roberta_config)
     mask = {"content": "<mask>", "lstrip": True, "normalized": False, "rstrip": False, "single_word": False}
     special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>"}
-    _write_json(root / "roberta" / "special_tokens_map.json", {**special, "pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask})
+    special.update({"pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask})
+    _write_json(root / "roberta" / "special_tokens_map.json", special)
     dirs["roberta"] = root / "roberta"
 
     # The same RoBERTa as transformers serializes it (tokenizer.json): the BPE tokenizer.json path.
@@ -123,7 +127,19 @@ def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
 _LOADED: dict[str, tuple] = {}
 
 
-@pytest.fixture(params=["minilm-json", "minilm-vocab", "bert-cased-vocab", "bert-strip-accents-vocab", "gpt2", "gpt2-options", "roberta", "roberta-json"])
+SETUPS = (
+    "minilm-json",
+    "minilm-vocab",
+    "bert-cased-vocab",
+    "bert-strip-accents-vocab",
+    "gpt2",
+    "gpt2-options",
+    "roberta",
+    "roberta-json",
+)
+
+
+@pytest.fixture(params=SETUPS)
 def pair(request, tokenizer_dirs):
     """(ours, transformers') tokenizers loaded from the same directory (cached: loading is slow)."""
     name = request.param
@@ -260,7 +276,8 @@ def test_single_text_as_tensors_has_a_batch_axis(pair):
     ours, theirs = pair
     for return_tensors in ("np", "pt"):
         expected = theirs("Hello there", return_tensors=return_tensors, return_offsets_mapping=True)
-        _assert_same_encoding(ours("Hello there", return_tensors=return_tensors, return_offsets_mapping=True), expected, "")
+        actual = ours("Hello there", return_tensors=return_tensors, return_offsets_mapping=True)
+        _assert_same_encoding(actual, expected, return_tensors)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -276,7 +293,8 @@ def test_random_unicode_matches(pair, text, text_pair):
 def test_wordpiece_ids_match_the_slow_python_tokenizer(tokenizer_dirs):
     """The vocab.txt-assembled tokenizer agrees with transformers' pure-Python BERT tokenizer."""
     for name in ("minilm-vocab", "bert-cased-vocab", "bert-strip-accents-vocab"):
-        ours, slow = load_tokenizer(tokenizer_dirs[name]), BertTokenizerLegacy.from_pretrained(tokenizer_dirs[name])
+        ours = load_tokenizer(tokenizer_dirs[name])
+        slow = BertTokenizerLegacy.from_pretrained(tokenizer_dirs[name])
         for text in HARD_STRINGS:
             assert ours(text)["input_ids"] == slow(text)["input_ids"], (name, text)
         for a, b in PAIRS:
@@ -303,11 +321,12 @@ def test_batch_decode_matches_on_arrays(pair):
     if ours.pad_token is None:
         pytest.skip("this GPT-2 config has no pad token, so a padded batch cannot be made")
     batch = theirs(HARD_STRINGS, padding=True, truncation=True, return_tensors="np")["input_ids"]
+    tensor = torch.from_numpy(batch)
     for skip in (False, True):
-        assert ours.batch_decode(batch, skip_special_tokens=skip) == theirs.batch_decode(batch, skip_special_tokens=skip)
-        tensor = torch.from_numpy(batch)
-        assert ours.batch_decode(tensor, skip_special_tokens=skip) == theirs.batch_decode(tensor, skip_special_tokens=skip)
-        assert ours.decode(tensor[0], skip_special_tokens=skip) == theirs.decode(tensor[0], skip_special_tokens=skip)
+        for ids in (batch, tensor):
+            assert ours.batch_decode(ids, skip_special_tokens=skip) == theirs.batch_decode(ids, skip_special_tokens=skip)
+            assert ours.decode(ids[0], skip_special_tokens=skip) == theirs.decode(ids[0], skip_special_tokens=skip)
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
 
 
 # ----- saving -----------------------------------------------------------------------------------
@@ -316,8 +335,9 @@ def test_batch_decode_matches_on_arrays(pair):
 def test_save_pretrained_loads_back_identically_in_transformers(pair, tmp_path):
     ours, theirs = pair
     written = ours.save_pretrained(tmp_path / "saved")
-    assert sorted(path.name for path in written) == ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
-    assert sorted(os.listdir(tmp_path / "saved")) == sorted(path.name for path in written)  # no temporaries left
+    names = sorted(path.name for path in written)
+    assert names == ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(os.listdir(tmp_path / "saved")) == names  # no temporaries left behind
 
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "saved")
     assert type(reloaded) is type(theirs)

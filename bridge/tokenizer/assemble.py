@@ -67,7 +67,8 @@ def byte_level_bpe_from_files(vocab_json: Path, merges_txt: Path, settings: Toke
         fuse_unk=False,
     )
     tokenizer = Tokenizer(model)
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=settings.options.get("add_prefix_space", False))
+    add_prefix_space = settings.options.get("add_prefix_space", False)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     tokenizer.decoder = decoders.ByteLevel()
     if settings.family.name == "roberta":
         _add_special_tokens(tokenizer, settings)  # RobertaProcessing needs the <s> and </s> ids
@@ -75,7 +76,7 @@ def byte_level_bpe_from_files(vocab_json: Path, merges_txt: Path, settings: Toke
             _token_and_id(tokenizer, settings, "sep_token"),
             _token_and_id(tokenizer, settings, "cls_token"),
             settings.options.get("trim_offsets", True),
-            settings.options.get("add_prefix_space", False),
+            add_prefix_space,
         )
     return tokenizer
 
@@ -89,7 +90,8 @@ def finish(tokenizer: Tokenizer, settings: TokenizerSettings, *, assembled: bool
     """
     _add_special_tokens(tokenizer, settings)
     if assembled and settings.family.name == "bert":
-        cls, sep = _token_and_id(tokenizer, settings, "cls_token"), _token_and_id(tokenizer, settings, "sep_token")
+        cls = _token_and_id(tokenizer, settings, "cls_token")
+        sep = _token_and_id(tokenizer, settings, "sep_token")
         tokenizer.post_processor = processors.TemplateProcessing(
             single=f"{cls[0]}:0 $A:0 {sep[0]}:0",
             pair=f"{cls[0]}:0 $A:0 {sep[0]}:0 $B:1 {sep[0]}:1",
@@ -116,9 +118,8 @@ def _add_special_tokens(tokenizer: Tokenizer, settings: TokenizerSettings) -> No
         if token.content not in present:
             to_add.append(token)
             present.add(token.content)
-    for token in [settings.special_tokens[name] for name in SPECIAL_TOKEN_NAMES if name in settings.special_tokens] + list(
-        settings.extra_special_tokens
-    ):
+    named = [settings.special_tokens[name] for name in SPECIAL_TOKEN_NAMES if name in settings.special_tokens]
+    for token in named + list(settings.extra_special_tokens):
         if token.content not in present:
             token.special = True
             to_add.append(token)

@@ -68,6 +68,8 @@ def load_tokenizer(source: Union[str, os.PathLike], *, revision: Optional[str] =
             )
         merges_txt = fetch("merges.txt")
         if merges_txt is None:
-            raise TokenizerError(f"{where}: has vocab.json but no merges.txt for the {family.name} byte-level BPE")
+            raise TokenizerError(
+                f"{where}: has vocab.json but no merges.txt for the {family.name} byte-level BPE"
+            )
         backend = assemble.byte_level_bpe_from_files(vocab_json, merges_txt, settings)
     return Tokenizer(assemble.finish(backend, settings, assembled=tokenizer_json is None), settings)

@@ -83,7 +83,8 @@ class Tokenizer:
         return self._backend.get_vocab(with_added_tokens=True)
 
     def __repr__(self) -> str:
-        return f"Tokenizer(family={self.family!r}, vocab_size={self.vocab_size}, added={len(self) - self.vocab_size})"
+        added = len(self) - self.vocab_size
+        return f"Tokenizer(family={self.family!r}, vocab_size={self.vocab_size}, added={added})"
 
     # ----- special tokens ---------------------------------------------------------------------
 
@@ -119,7 +120,8 @@ class Tokenizer:
             if name in self._settings.special_tokens
         }
         if self._settings.extra_special_tokens:
-            named["additional_special_tokens"] = [token.content for token in self._settings.extra_special_tokens]
+            extra = self._settings.extra_special_tokens
+            named["additional_special_tokens"] = [token.content for token in extra]
         return named
 
     @property
@@ -188,7 +190,9 @@ class Tokenizer:
         is_batched = isinstance(text, (list, tuple))
         batch = self._batch_inputs(text, text_pair, is_batched)
         padding_strategy, truncation_strategy, max_length = self._strategies(padding, truncation, max_length)
-        self._configure_backend(padding_strategy, truncation_strategy, max_length, pad_to_multiple_of, padding_side)
+        self._configure_backend(
+            padding_strategy, truncation_strategy, max_length, pad_to_multiple_of, padding_side
+        )
         try:
             encodings = self._backend.encode_batch(batch, add_special_tokens=add_special_tokens)
         except Exception as error:  # e.g. truncation that cannot fit the special tokens
@@ -250,7 +254,9 @@ class Tokenizer:
         elif padding in _PADDING_STRATEGIES:
             padding_strategy = padding
         else:
-            raise TokenizerError(f"padding must be True, False or one of {_PADDING_STRATEGIES}, not {padding!r}")
+            raise TokenizerError(
+                f"padding must be True, False or one of {_PADDING_STRATEGIES}, not {padding!r}"
+            )
         if truncation is True:
             truncation_strategy = "longest_first"
         elif truncation is False or truncation is None or truncation == "do_not_truncate":
@@ -319,13 +325,21 @@ class Tokenizer:
 
     def decode(
         self,
-        token_ids: Union[int, Sequence[int], np.ndarray, Any],
+        token_ids: Union[int, Sequence[int], Sequence[Sequence[int]], np.ndarray, Any],
         skip_special_tokens: bool = False,
         clean_up_tokenization_spaces: Optional[bool] = None,
-    ) -> str:
-        """The text of `token_ids` (a list, numpy array or torch tensor of ids, or one id)."""
+    ) -> Union[str, list[str]]:
+        """The text of `token_ids`: a list, numpy array or torch tensor of ids, or one id.
+
+        As in transformers 5, a batch (a list of lists, or a 2-D array) gives a list of texts.
+        """
+        if hasattr(token_ids, "tolist"):
+            token_ids = token_ids.tolist()
+        is_batch = isinstance(token_ids, (list, tuple)) and len(token_ids) > 0
+        if is_batch and isinstance(token_ids[0], (list, tuple, np.ndarray)):
+            return self.batch_decode(token_ids, skip_special_tokens, clean_up_tokenization_spaces)
         text = self._backend.decode(_id_list(token_ids), skip_special_tokens=skip_special_tokens)
-        return self._clean_up(text, clean_up_tokenization_spaces)
+        return _clean_up_tokenization(text) if self._cleans_up(clean_up_tokenization_spaces) else text
 
     def batch_decode(
         self,
@@ -334,18 +348,19 @@ class Tokenizer:
         clean_up_tokenization_spaces: Optional[bool] = None,
     ) -> list[str]:
         """`decode` for each row of `sequences`."""
-        rows = [_id_list(row) for row in (sequences.tolist() if hasattr(sequences, "tolist") else sequences)]
+        if hasattr(sequences, "tolist"):  # a 2-D numpy array or torch tensor: rows of Python ints
+            rows = sequences.tolist()
+        else:
+            rows = [_id_list(row) for row in sequences]
         texts = self._backend.decode_batch(rows, skip_special_tokens=skip_special_tokens)
-        return [self._clean_up(text, clean_up_tokenization_spaces) for text in texts]
+        if not self._cleans_up(clean_up_tokenization_spaces):
+            return texts
+        return [_clean_up_tokenization(text) for text in texts]
 
-    def _clean_up(self, text: str, requested: Optional[bool]) -> str:
-        """transformers' clean_up_tokenization (" ." -> "." ...), which it never applies to BPE models."""
+    def _cleans_up(self, requested: Optional[bool]) -> bool:
+        """Whether decoding applies transformers' clean_up_tokenization, which it never does for BPE."""
         wanted = self._settings.clean_up_tokenization_spaces if requested is None else requested
-        if not wanted or type(self._backend.model).__name__ == "BPE":
-            return text
-        for spaced, joined in _CLEAN_UP_REPLACEMENTS:
-            text = text.replace(spaced, joined)
-        return text
+        return bool(wanted) and type(self._backend.model).__name__ != "BPE"
 
     # ----- saving -----------------------------------------------------------------------------
 
@@ -432,13 +447,19 @@ _CLEAN_UP_REPLACEMENTS = (
 )
 
 
+def _clean_up_tokenization(text: str) -> str:
+    for spaced, joined in _CLEAN_UP_REPLACEMENTS:
+        text = text.replace(spaced, joined)
+    return text
+
+
 def _id_list(token_ids: Any) -> list[int]:
     """A flat list of Python ints from an int, a list, a numpy array or a torch tensor."""
     if hasattr(token_ids, "tolist"):
         token_ids = token_ids.tolist()
     if isinstance(token_ids, int):
         return [token_ids]
-    return [int(index) for index in token_ids]
+    return list(map(int, token_ids))
 
 
 def _field_of(encoding: Encoding, field: str):
@@ -493,7 +514,8 @@ def _as_tensors(encodings: list[Encoding], fields: list[str], return_tensors: st
 def _ragged_array(rows: list, field: str) -> np.ndarray:
     ragged = np.empty(len(rows), dtype=object)
     for index, row in enumerate(rows):
-        ragged[index] = np.array(row, dtype=np.int64).reshape((len(row), 2) if field == "offset_mapping" else -1)
+        shape = (len(row), 2) if field == "offset_mapping" else (len(row),)
+        ragged[index] = np.array(row, dtype=np.int64).reshape(shape)
     return ragged
 
 

@@ -128,14 +128,18 @@ def family_for(tokenizer_config: dict, model_config: dict, *, where: str) -> Opt
         name = _FAMILY_OF_CLASS.get(class_name.removesuffix("Fast"))
         if name is None:
             known = ", ".join(sorted(_FAMILY_OF_CLASS))
-            raise TokenizerError(f"{where}: tokenizer_class {class_name!r} is not supported (supported: {known})")
+            raise TokenizerError(
+                f"{where}: tokenizer_class {class_name!r} is not supported (supported: {known})"
+            )
         return FAMILIES[name]
     model_type = model_config.get("model_type")
     if model_type in FAMILIES:
         return FAMILIES[model_type]
     if model_type:
         known = ", ".join(sorted(FAMILIES))
-        raise TokenizerError(f"{where}: model_type {model_type!r} has no supported tokenizer (supported: {known})")
+        raise TokenizerError(
+            f"{where}: model_type {model_type!r} has no supported tokenizer (supported: {known})"
+        )
     return None
 
 
@@ -197,7 +201,8 @@ def _added_token(value: Any, *, special: Optional[bool], where: str) -> AddedTok
     if isinstance(value, str):
         return AddedToken(value, special=True) if special else AddedToken(value)
     if isinstance(value, dict) and isinstance(value.get("content"), str):
-        fields = {key: value[key] for key in ("single_word", "lstrip", "rstrip", "normalized", "special") if key in value}
+        flags = ("single_word", "lstrip", "rstrip", "normalized", "special")
+        fields = {key: value[key] for key in flags if key in value}
         if special is not None:
             fields["special"] = special
         return AddedToken(value["content"], **fields)
