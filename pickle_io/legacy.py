@@ -17,7 +17,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from pickle_io.atomic_file import write_all
-from pickle_io.errors import CheckpointError
+from pickle_io.errors import CheckpointError, PickleIOError
 from pickle_io.pickler import V3_DTYPES, GlobalRef, Pickler, storage_class
 from pickle_io.storage_plan import PlannedStorage, StoragePlan
 from pickle_io.tensors import ArraySource, InfoSource, storage_dtype
@@ -35,8 +35,11 @@ SYS_INFO = {
 
 
 def starts_like_legacy(head: bytes) -> bool:
-    """Whether a file's first bytes are the legacy magic number pickled by torch (protocol 2)."""
-    return head.startswith(MAGIC_PICKLE[:-1])
+    """Whether a file's first bytes are a pickle of the legacy magic number (any protocol)."""
+    try:
+        return unpickle(head, filename="header")[0] == MAGIC_NUMBER
+    except PickleIOError:
+        return False
 
 
 class LegacyCheckpoint:

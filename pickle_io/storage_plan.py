@@ -1,11 +1,11 @@
 """Deciding which storages a save writes, so that arrays sharing memory share a storage.
 
 torch stores a tensor as (storage, offset, size, stride); numpy arrays only know their memory.
-Arrays that are views of one owner array (the last ndarray in their `.base` chain: for arrays
-from `pickle_io.load`, one storage) and have the same dtype become one storage spanning exactly the
-bytes they use; every array's offset and strides are then expressed in elements of it. Arrays that
-cannot be expressed that way (negative or unaligned strides, another byte order, a different dtype
-over the same memory) get a contiguous copy of their own.
+Arrays join one storage when they overlap in memory or are views of one owner array (the last
+ndarray in their `.base` chain: for arrays from `pickle_io.load`, one storage). The storage spans
+exactly the bytes its arrays use, and each array's offset and strides are expressed in its
+elements. Arrays that cannot be expressed that way (negative or unaligned strides, another byte
+order, different dtypes over the same memory) get a contiguous copy of their own.
 """
 
 from __future__ import annotations
@@ -48,16 +48,29 @@ def _byte_span(array: np.ndarray) -> Tuple[int, int]:
     return low, low + extent + array.itemsize
 
 
-def _owner_bytes(owner: np.ndarray) -> Tuple[np.ndarray, int]:
-    """The owner's memory as a 1-D uint8 view, and its start address; raises when not contiguous."""
-    if owner.flags.c_contiguous:
-        flat = owner.reshape(-1)
-    elif owner.flags.f_contiguous:
-        flat = owner.reshape(-1, order="F")
-    else:
-        raise ValueError("owner is not contiguous")
-    as_bytes = flat.view(np.uint8)
-    return as_bytes, as_bytes.__array_interface__["data"][0]
+def _bytes_from(array: np.ndarray, length: int) -> np.ndarray:
+    """`length` bytes of memory starting at the array's first element, as a read-only uint8 view.
+
+    Only called for spans inside one allocation: the union of arrays that overlap or share an
+    owner, so every byte lies within memory those arrays already view."""
+    first = array[(slice(0, 1),) * array.ndim].reshape(1).view(np.uint8)
+    return np.lib.stride_tricks.as_strided(first, shape=(length,), strides=(1,), writeable=False)
+
+
+class _Groups:
+    """Union-find over array indices."""
+
+    def __init__(self, count: int) -> None:
+        self.parent = list(range(count))
+
+    def find(self, index: int) -> int:
+        while self.parent[index] != index:
+            self.parent[index] = self.parent[self.parent[index]]
+            index = self.parent[index]
+        return index
+
+    def union(self, first: int, second: int) -> None:
+        self.parent[self.find(second)] = self.find(first)
 
 
 class StoragePlan:
@@ -71,35 +84,44 @@ class StoragePlan:
     def add_arrays(self, arrays: List[Tuple[str, Any]]) -> None:
         """Plan storages for (path, array or numpy scalar) pairs, in the order the pickle names
         them. A numpy scalar becomes a 0-d tensor of its own."""
-        groups: Dict[Tuple[int, str], List[np.ndarray]] = {}
-        order: List[Tuple[str, object]] = []  # ("group", key) or ("alone", array), first-seen
+        unique: List[Any] = []
         seen = set()
         for path, array in arrays:
             if id(array) in seen:
                 continue
             seen.add(id(array))
-            if isinstance(array, np.generic):
-                order.append(("alone", array))
-                continue
-            name = dtypes.torch_name(array.dtype.newbyteorder("="))
-            if name is None:
+            if dtypes.torch_name(array.dtype.newbyteorder("=")) is None:
                 raise PickleIOError(f"cannot save {path}: dtype {array.dtype} has no torch dtype")
-            if not self._shareable(array):
-                order.append(("alone", array))
-                continue
-            group_key = (id(_owner(array)), name)
-            if group_key not in groups:
-                groups[group_key] = []
-                order.append(("group", group_key))
-            groups[group_key].append(array)
-        for kind, item in order:
-            if kind == "alone":
-                self._add_copy(item)
-            else:
-                self._add_group(groups[item])
+            unique.append(array)
+        shared = [array for array in unique if self._shareable(array)]
+        spans = [_byte_span(array) for array in shared]
+        groups = _Groups(len(shared))
+        by_owner: Dict[int, int] = {}
+        for index, array in enumerate(shared):
+            groups.union(by_owner.setdefault(id(_owner(array)), index), index)
+        by_start = sorted(range(len(shared)), key=lambda index: spans[index])
+        reaching, reach = None, -1  # the span reaching furthest so far
+        for index in by_start:
+            if spans[index][0] < reach:
+                groups.union(reaching, index)
+            if spans[index][1] > reach:
+                reaching, reach = index, spans[index][1]
+        members: Dict[int, List[int]] = {}
+        for index in range(len(shared)):
+            members.setdefault(groups.find(index), []).append(index)
+        group_of = {id(shared[index]): root for root, group in members.items() for index in group}
+        for array in unique:  # storages numbered in the order the pickle first names them
+            root = group_of.get(id(array))
+            if root is None:
+                self._add_copy(array)
+            elif root in members:
+                group = members.pop(root)
+                self._add_group([shared[i] for i in group], [spans[i] for i in group])
 
     @staticmethod
-    def _shareable(array: np.ndarray) -> bool:
+    def _shareable(array: Any) -> bool:
+        if not isinstance(array, np.ndarray):
+            return False  # a numpy scalar
         itemsize = array.itemsize
         native = array.dtype.isnative or itemsize == 1
         return native and array.size > 0 and all(s >= 0 and s % itemsize == 0 for s in array.strides)
@@ -114,32 +136,24 @@ class StoragePlan:
         native = np.asarray(array, dtype=array.dtype.newbyteorder("="))
         if not native.flags.c_contiguous:
             native = native.copy(order="C")
-        if native.dtype.kind == "V" or native.dtype.hasobject:
-            raise PickleIOError(f"cannot save dtype {native.dtype}")
         self._keep_alive.append(native)
         storage = self._new_storage(native.dtype, native.reshape(-1).view(np.uint8))
         itemsize = native.itemsize
         self.tensors[id(array)] = PlannedTensor(
             storage, 0, array.shape, tuple(s // itemsize for s in native.strides))
 
-    def _add_group(self, members: List[np.ndarray]) -> None:
+    def _add_group(self, members: List[np.ndarray], spans: List[Tuple[int, int]]) -> None:
         dtype = members[0].dtype
         itemsize = dtype.itemsize
-        spans = [_byte_span(array) for array in members]
         low = min(span[0] for span in spans)
         high = max(span[1] for span in spans)
-        try:
-            owner_bytes, owner_start = _owner_bytes(_owner(members[0]))
-        except ValueError:
-            owner_bytes = None
-        inside = owner_bytes is not None and low >= owner_start and high <= owner_start + len(
-            owner_bytes)
-        if not inside or any((span[0] - low) % itemsize for span in spans):
-            for array in members:
+        if any(array.dtype != dtype for array in members) or any(
+                (span[0] - low) % itemsize for span in spans):
+            for array in members:  # torch cannot share one storage between dtypes
                 self._add_copy(array)
             return
-        data = owner_bytes[low - owner_start:high - owner_start]
-        storage = self._new_storage(dtype, data)
+        first = members[[span[0] for span in spans].index(low)]
+        storage = self._new_storage(dtype, _bytes_from(first, high - low))
         for array, span in zip(members, spans):
             self.tensors[id(array)] = PlannedTensor(
                 storage, (span[0] - low) // itemsize, array.shape,
