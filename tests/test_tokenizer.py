@@ -38,7 +38,7 @@ HARD_STRINGS = [
     "   leading and trailing   ",
     "",
     " ",
-    "[CLS] literal [SEP] special [MASK] tokens [PAD] [UNK]",
+    "[CLS] literal [SEP] special [MASK] tokens [PAD] [UNK] added NewWord newword <extra> a <extra>b",
     "<s> roberta </s> <mask> <pad> <unk> and <|endoftext|> gpt <mask>",
     "don't stop , isn't it ? they're we've I'm it's .",
     "control\x00chars\x07and\u200bzero\u200dwidth\ufeff",
@@ -89,6 +89,23 @@ def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
     for name in ("minilm-vocab", "bert-cased-vocab", "bert-strip-accents-vocab"):
         dirs[name] = root / name
 
+    # A config in transformers' newer form: added_tokens_decoder (so special_tokens_map.json is not
+    # read), a plain added word beyond the vocabulary, and an extra special token that eats the
+    # space before it.
+    def added(content, special, normalized=False, lstrip=False):
+        flags = dict(lstrip=lstrip, rstrip=False, single_word=False)
+        return dict(content=content, special=special, normalized=normalized, **flags)
+
+    specials = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]"}
+    added_tokens = {str(index): added(content, True) for index, content in specials.items()}
+    added_tokens["30522"] = added("NewWord", False, normalized=True)
+    added_tokens["30523"] = added("<extra>", True, lstrip=True)
+    _minilm_vocab_only(
+        root / "bert-added-tokens-vocab",
+        {"added_tokens_decoder": added_tokens, "additional_special_tokens": ["<extra>"]},
+    )
+    dirs["bert-added-tokens-vocab"] = root / "bert-added-tokens-vocab"
+
     _train_byte_level_bpe(root / "gpt2", ["<|endoftext|>"])
     gpt2_config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": 64}
     _write_json(root / "gpt2" / "tokenizer_config.json", gpt2_config)
@@ -132,6 +149,7 @@ SETUPS = (
     "minilm-vocab",
     "bert-cased-vocab",
     "bert-strip-accents-vocab",
+    "bert-added-tokens-vocab",
     "gpt2",
     "gpt2-options",
     "roberta",
@@ -194,6 +212,7 @@ def test_vocabulary_and_special_tokens(pair):
         assert getattr(ours, f"{name}_token") == getattr(theirs, f"{name}_token"), name
         assert getattr(ours, f"{name}_token_id") == getattr(theirs, f"{name}_token_id"), name
     assert ours.special_tokens_map == theirs.special_tokens_map
+    assert ours.extra_special_tokens == [str(token) for token in theirs.extra_special_tokens]
     assert sorted(ours.all_special_ids) == sorted(theirs.all_special_ids)
 
 
@@ -342,6 +361,7 @@ def test_save_pretrained_loads_back_identically_in_transformers(pair, tmp_path):
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "saved")
     assert type(reloaded) is type(theirs)
     assert reloaded.special_tokens_map == theirs.special_tokens_map
+    assert reloaded.extra_special_tokens == theirs.extra_special_tokens
     assert reloaded.model_max_length == theirs.model_max_length
     assert reloaded.get_vocab() == theirs.get_vocab()
     ours_again = load_tokenizer(tmp_path / "saved")

@@ -112,17 +112,15 @@ class Tokenizer:
     mask_token_id = property(lambda self: self._special_token_id("mask_token"))
 
     @property
-    def special_tokens_map(self) -> dict[str, Union[str, list[str]]]:
-        """The named special tokens (and additional_special_tokens), as transformers lists them."""
-        named: dict[str, Union[str, list[str]]] = {
-            name: self._settings.special_tokens[name].content
-            for name in SPECIAL_TOKEN_NAMES
-            if name in self._settings.special_tokens
-        }
-        if self._settings.extra_special_tokens:
-            extra = self._settings.extra_special_tokens
-            named["additional_special_tokens"] = [token.content for token in extra]
-        return named
+    def special_tokens_map(self) -> dict[str, str]:
+        """The named special tokens (bos_token ... mask_token) that are set, as transformers lists them."""
+        tokens = self._settings.special_tokens
+        return {name: tokens[name].content for name in SPECIAL_TOKEN_NAMES if name in tokens}
+
+    @property
+    def extra_special_tokens(self) -> list[str]:
+        """The config's additional special tokens (transformers 5 calls them extra_special_tokens)."""
+        return [token.content for token in self._settings.extra_special_tokens]
 
     @property
     def all_special_tokens(self) -> list[str]:
@@ -393,6 +391,8 @@ class Tokenizer:
         config["clean_up_tokenization_spaces"] = self._settings.clean_up_tokenization_spaces
         config.update(self._family_options())
         config.update(self.special_tokens_map)
+        if self.extra_special_tokens:
+            config["extra_special_tokens"] = self.extra_special_tokens
         return config
 
     def _family_options(self) -> dict[str, Any]:
@@ -426,9 +426,9 @@ class Tokenizer:
                 "single_word": bool(token and token.single_word),
             }
 
-        result: dict[str, Any] = {}
-        for name, value in self.special_tokens_map.items():
-            result[name] = [describe(item) for item in value] if isinstance(value, list) else describe(value)
+        result: dict[str, Any] = {name: describe(token) for name, token in self.special_tokens_map.items()}
+        if self.extra_special_tokens:
+            result["additional_special_tokens"] = self.extra_special_tokens  # plain strings: read by v4 and v5
         return result
 
 
