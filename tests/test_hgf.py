@@ -158,3 +158,29 @@ def test_importing_hgf_does_not_import_torch():
     code = "import sys, bridge.hgf, bridge.hub, bridge.artifacts; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_end_to_end_masked_lm_from_hub_then_offline(hub_server, tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    reference = transformers.BertForMaskedLM(
+        transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=32)
+    ).eval()
+    reference.save_pretrained(tmp_path / "saved")
+    for path in (tmp_path / "saved").iterdir():
+        hub_server.add_file("org/tiny-mlm", path.name, path.read_bytes())
+
+    ours = hgf("org/tiny-mlm:formaskedlm")
+    assert type(ours).__name__ == "BertForMaskedLM"
+    hub_server.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    again = hgf("org/tiny-mlm:ForMaskedLM")  # offline: every file from the artifact store
+    input_ids = torch.tensor([[2, 7, 11, 3]])
+    with torch.no_grad():
+        expected = reference(input_ids).logits
+        for model in (ours, again):
+            output = model(input_ids)
+            logits = output.logits if hasattr(output, "logits") else output[0]
+            torch.testing.assert_close(torch.as_tensor(logits), expected, rtol=1e-5, atol=1e-5)
