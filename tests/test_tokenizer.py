@@ -262,6 +262,7 @@ def test_pairs_match(pair):
         dict(padding=True, truncation=True, max_length=9),
         dict(padding="max_length", truncation=True, max_length=24),
         dict(padding="longest", pad_to_multiple_of=8, truncation=True, max_length=32),
+        dict(padding="longest", pad_to_multiple_of=8, truncation=True, max_length=30),  # refused
         dict(padding=True, padding_side="left", truncation=True, max_length=16),
         dict(max_length=7),  # transformers: max_length alone truncates
         dict(truncation="only_second", max_length=30, pairs=True),

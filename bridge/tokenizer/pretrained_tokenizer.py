@@ -19,8 +19,8 @@ from tokenizers import Encoding, Tokenizer as BackendTokenizer
 from tokenizers import normalizers, pre_tokenizers
 
 from bridge.tokenizer.settings import (
+    LARGE_INTEGER,
     SPECIAL_TOKEN_NAMES,
-    UNLIMITED_LENGTH,
     TokenizerError,
     TokenizerSettings,
 )
@@ -187,7 +187,9 @@ class Tokenizer:
         """
         is_batched = isinstance(text, (list, tuple))
         batch = self._batch_inputs(text, text_pair, is_batched)
-        padding_strategy, truncation_strategy, max_length = self._strategies(padding, truncation, max_length)
+        padding_strategy, truncation_strategy, max_length = self._strategies(
+            padding, truncation, max_length, pad_to_multiple_of
+        )
         self._configure_backend(
             padding_strategy, truncation_strategy, max_length, pad_to_multiple_of, padding_side
         )
@@ -241,7 +243,9 @@ class Tokenizer:
             raise TokenizerError("text_pair must be a list of str")
         return list(zip(texts, text_pair))
 
-    def _strategies(self, padding, truncation, max_length) -> tuple[str, Optional[str], Optional[int]]:
+    def _strategies(
+        self, padding, truncation, max_length, pad_to_multiple_of
+    ) -> tuple[str, Optional[str], Optional[int]]:
         """transformers' rules turning padding/truncation/max_length into strategies and a length."""
         if max_length is not None and padding is False and truncation is None:
             truncation = "longest_first"
@@ -265,7 +269,7 @@ class Tokenizer:
             raise TokenizerError(
                 f"truncation must be True, False or one of {_TRUNCATION_STRATEGIES}, not {truncation!r}"
             )
-        unlimited = self.model_max_length >= UNLIMITED_LENGTH // 2
+        unlimited = self.model_max_length > LARGE_INTEGER
         if max_length is None:
             if padding_strategy == "max_length":
                 if unlimited:
@@ -280,6 +284,16 @@ class Tokenizer:
         if padding_strategy != "do_not_pad" and self.pad_token_id is None:
             raise TokenizerError(
                 f"cannot pad: this {self.family} tokenizer has no pad token (its config sets no pad_token)"
+            )
+        if (
+            truncation_strategy is not None
+            and padding_strategy != "do_not_pad"
+            and pad_to_multiple_of is not None
+            and max_length is not None
+            and max_length % pad_to_multiple_of != 0
+        ):
+            raise TokenizerError(
+                f"truncation length {max_length} is not a multiple of pad_to_multiple_of {pad_to_multiple_of}"
             )
         return padding_strategy, truncation_strategy, max_length
 
@@ -384,7 +398,7 @@ class Tokenizer:
     def _tokenizer_config(self) -> dict[str, Any]:
         """tokenizer_config.json: class, lengths, sides, and the options the backend really uses."""
         config: dict[str, Any] = {"tokenizer_class": self._settings.family.class_name}
-        if self.model_max_length < UNLIMITED_LENGTH:
+        if self.model_max_length <= LARGE_INTEGER:  # else unlimited: transformers' default
             config["model_max_length"] = self.model_max_length
         config["padding_side"] = self.padding_side
         config["truncation_side"] = self.truncation_side

@@ -18,8 +18,10 @@ from tokenizers import AddedToken
 
 from bridge.errors import BridgeError
 
-# transformers' stand-in for "no length limit" (tokenization_utils_base.VERY_LARGE_INTEGER).
+# transformers' stand-in for "no length limit" (tokenization_utils_base.VERY_LARGE_INTEGER); any
+# model_max_length above LARGE_INTEGER (1e20) counts as no limit.
 UNLIMITED_LENGTH = int(1e30)
+LARGE_INTEGER = int(1e20)
 
 # The order transformers adds named special tokens in (SPECIAL_TOKENS_ATTRIBUTES); new tokens get
 # ids in this order, so it matters for tokens missing from the vocabulary.
