@@ -453,7 +453,8 @@ def save_from_flux(
     state_dict = state_dict_from_flux(arrays, config, task)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config.architectures = [ARCHITECTURES[(_family(config), task)]]
-    config.save_pretrained(directory)
+    saved = type(config).from_dict(config.to_dict())  # the caller's config stays as it was
+    saved.architectures = [ARCHITECTURES[(_family(config), task)]]
+    saved.save_pretrained(directory)
     write_weights(state_dict, directory, safe_serialization=format == "safetensors")
     return directory

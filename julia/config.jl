@@ -17,7 +17,8 @@ end
 
 Functors.@leaf HGFConfig  # moving a model to the GPU leaves its config alone
 
-function HGFConfig(py_config::Py)
+function HGFConfig(config_object)
+    py_config = Py(config_object)  # a bridge.config object, however juliacall handed it over
     hyperparameters = pyconvert(Dict{String,Any}, flux_layout().flux_hyperparameters(py_config))
     hp = Dict{Symbol,Any}(Symbol(key) => value for (key, value) in hyperparameters)
     return HGFConfig(py_config, Symbol(hp[:model_type]), hp)

@@ -62,7 +62,7 @@ Copy every `bridge.flux_layout.FluxWeight` in `weights` into the model field at 
 arrays arrive Julia-shaped (juliacall wraps them as `PyArray`s without copying); bf16 arrives as
 UInt16 bits. A shape mismatch is an error naming the key and both shapes.
 """
-function load_weights!(model, weights::Py)
+function load_weights!(model, weights)
     for weight in weights
         key = pyconvert(String, weight.key)
         destination = getkeypath(model, keypath(weight.path))
@@ -79,12 +79,12 @@ function load_weights!(model, weights::Py)
 end
 
 """
-    check_table_covers(model, task)
+    check_table_covers(model, table)
 
 Every float array of `model` must be a field some table entry fills: a struct field the table
 forgot would otherwise keep random weights silently.
 """
-function check_table_covers(model, table::Py)
+function check_table_covers(model, table)
     paths = Set(pyconvert(Tuple, entry.path) for entry in table)
     named = Set(Tuple(step isa Symbol ? string(step) : step for step in kp) for kp in float_array_paths(model))
     forgotten = setdiff(named, paths)
@@ -107,10 +107,10 @@ end
 Build the Flux model of `task` for a `bridge.config` object and fill it from Flux-ready weights
 (`bridge.flux_layout.flux_weights`). Used by `load_model` and by Python's `bridge.julia.to_flux`.
 """
-function model_from_weights(py_config::Py, task::Symbol, weights::Py)
+function model_from_weights(py_config, task::Symbol, weights)
     config = HGFConfig(py_config)
     model = build_model(config, task)
-    check_table_covers(model, flux_layout().flux_table(py_config, string(task)))
+    check_table_covers(model, flux_layout().flux_table(config.py, string(task)))
     return load_weights!(model, weights)
 end
 
