@@ -96,6 +96,7 @@ def download(repo_id: str, filename: str, revision: Optional[str] = None) -> Hub
     settings = HubSettings.from_environment()
     revision = revision or DEFAULT_REVISION
     where = f"{filename!r} of {repo_id}@{revision}"
+    unreachable = DownloadError(f"could not reach the Hub at {settings.endpoint} for {where}, and it is not cached")
     try:
         pointer = huggingface_hub.hf_hub_download(
             repo_id,
@@ -132,13 +133,9 @@ def download(repo_id: str, filename: str, revision: Optional[str] = None) -> Hub
                 f"{where} is not cached and HF_HUB_OFFLINE is set; fetch it once with network access: "
                 f"`{fetch_command(repo_id, filename, revision)}`"
             ) from None
-        raise DownloadError(
-            f"could not reach the Hub at {settings.endpoint} for {where}, and it is not cached"
-        ) from None
+        raise unreachable from None
     except (httpx2.ConnectError, httpx2.TimeoutException):
-        raise DownloadError(
-            f"could not reach the Hub at {settings.endpoint} for {where}, and it is not cached"
-        ) from None
+        raise unreachable from None
     except (hub_errors.HfHubHTTPError, httpx2.HTTPError, OSError) as error:  # broken transfers, disk errors
         raise DownloadError(f"could not download {where} from {settings.endpoint}: {error}") from None
     return _hub_file(repo_id, filename, revision, Path(pointer), settings)
