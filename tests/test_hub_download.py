@@ -39,6 +39,12 @@ def hub(hub_server):
     return hub_server
 
 
+def disk_usage(*paths):
+    """Bytes allocated under `paths`, each inode counted once (GNU du)."""
+    output = subprocess.run(["du", "-s", "-c", "-B1", *map(str, paths)], capture_output=True, text=True, check=True)
+    return int(output.stdout.splitlines()[-1].split()[0])
+
+
 def toml_entry(name):
     with open(ArtifactStore().root / "Artifacts.toml", "rb") as file:
         return tomllib.load(file)[name]
@@ -64,6 +70,9 @@ def test_lfs_file_comes_through_the_redirect_and_shares_the_hub_cache_blob(hub):
     hub_blob = Path(os.environ["HF_HUB_CACHE"]) / "models--org--tiny-bert" / "blobs" / sha256
     assert path.stat().st_ino == hub_blob.stat().st_ino  # zero bytes copied
     assert hub_blob.stat().st_nlink == 3  # Hub cache blob, our blob store, our artifact
+    # du counts each inode once: the store adds only directory and TOML blocks, not the 300 kB.
+    extra = disk_usage(os.environ["HF_HUB_CACHE"], ArtifactStore().root) - disk_usage(os.environ["HF_HUB_CACHE"])
+    assert extra < 64 * 1024 < len(WEIGHTS)
 
 
 def test_cached_reuse_makes_no_request(hub):
@@ -96,6 +105,15 @@ def test_pinned_revisions_branch_tag_and_commit(hub):
         f"{REPO}/config.json", f"{REPO}@dev/config.json", f"{REPO}@v1.0/config.json", f"{REPO}@{dev_commit}/config.json"
     }
     assert toml_entry(f"{REPO}@dev/config.json")["commit"] == dev_commit
+
+
+def test_nested_file_and_slashed_revision(hub):
+    hub.add_file(REPO, "onnx/sub/model.onnx", b"onnx bytes", revision="refs/pr/1")
+    path = fetch_file(REPO, "onnx/sub/model.onnx", revision="refs/pr/1")
+    assert path.name == "model.onnx" and path.read_bytes() == b"onnx bytes"
+    entry = toml_entry(f"{REPO}@refs/pr/1/onnx/sub/model.onnx")
+    assert entry["commit"] == hub.commit(REPO, "refs/pr/1")
+    assert entry["file"] == "onnx/sub/model.onnx"
 
 
 def test_missing_file(hub):
