@@ -111,6 +111,12 @@ def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
     _write_json(root / "gpt2" / "tokenizer_config.json", gpt2_config)
     dirs["gpt2"] = root / "gpt2"
 
+    # GPT-2 as openai-community/gpt2 ships it: the family comes from config.json's model_type.
+    _train_byte_level_bpe(root / "gpt2-model-type", ["<|endoftext|>"])
+    _write_json(root / "gpt2-model-type" / "tokenizer_config.json", {"model_max_length": 64})
+    _write_json(root / "gpt2-model-type" / "config.json", {"model_type": "gpt2"})
+    dirs["gpt2-model-type"] = root / "gpt2-model-type"
+
     # GPT-2 with a pad token, a prefix space and bos added: the options a fine-tuned checkpoint sets.
     _train_byte_level_bpe(root / "gpt2-options", ["<|endoftext|>"])
     _write_json(
@@ -151,6 +157,7 @@ SETUPS = (
     "bert-strip-accents-vocab",
     "bert-added-tokens-vocab",
     "gpt2",
+    "gpt2-model-type",
     "gpt2-options",
     "roberta",
     "roberta-json",
