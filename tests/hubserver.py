@@ -258,15 +258,13 @@ class _Handler(BaseHTTPRequestHandler):
                 tree = marker == "/tree/"
         if not self.hub._repo_exists(repo_id):
             return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
-        branch = self.hub._find_revision(repo_id, revision.split("?")[0])
+        branch = self.hub._find_revision(repo_id, revision)
         if branch is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         files = _files(self.hub._revision_dir(repo_id, branch))
         if tree:
             listing = [
-                {"type": "file", "path": path, "size": len(data), "oid": _git_sha1(data)}
-                | ({"lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}}
-                   if (repo_id, branch, path) in self.hub.lfs_files else {})
+                _tree_entry(path, data, lfs=(repo_id, branch, path) in self.hub.lfs_files)
                 for path, data in sorted(files.items())
             ]
         else:
@@ -291,6 +289,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _tree_entry(path: str, data: bytes, lfs: bool) -> dict:
+    """One file as `/api/models/{repo}/tree/{revision}` lists it."""
+    entry = {"type": "file", "path": path, "size": len(data), "oid": _git_sha1(data)}
+    if lfs:  # 134: the size of a git-lfs pointer file
+        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+    return entry
 
 
 def _git_sha1(data: bytes) -> str:

@@ -241,3 +241,15 @@ def test_download_killed_midway_registers_nothing(hub):
     assert not (store.root / "artifacts").exists() or not any((store.root / "artifacts").iterdir())
     hub.faults.clear()
     assert fetch_file(REPO, "model.safetensors").read_bytes() == WEIGHTS
+
+
+def test_server_answers_the_clients_listing_and_snapshot_calls(hub):
+    api = huggingface_hub.HfApi(endpoint=hub.endpoint, token=False)
+    info = api.model_info(REPO)
+    assert info.sha == hub.commit(REPO)
+    assert sorted(sibling.rfilename for sibling in info.siblings) == ["config.json", "model.safetensors"]
+    assert sorted(api.list_repo_files(REPO)) == ["config.json", "model.safetensors"]
+    snapshot = huggingface_hub.snapshot_download(
+        REPO, cache_dir=os.environ["HF_HUB_CACHE"], endpoint=hub.endpoint, token=False
+    )
+    assert (Path(snapshot) / "model.safetensors").read_bytes() == WEIGHTS
