@@ -61,11 +61,17 @@ class PretrainedModel(nn.Module):
 
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
-        if not isinstance(config, self.config_class):
-            raise ConfigError(
-                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}"
-            )
+        self.check_config(config)
         self.config = config
+
+    @classmethod
+    def check_config(cls, config: PretrainedConfig) -> None:
+        """ConfigError unless `config` is of this model's family (a GPT-2 config cannot build BERT)."""
+        if getattr(config, "model_type", None) != cls.config_class.model_type:
+            raise ConfigError(
+                f"{cls.__name__} needs a {cls.config_class.model_type!r} config, "
+                f"got model_type {getattr(config, 'model_type', None)!r}"
+            )
 
     @property
     def base_model(self) -> nn.Module:
@@ -88,6 +94,8 @@ class PretrainedModel(nn.Module):
             for module_name, module in self.named_modules():
                 for name, parameter in module.named_parameters(recurse=False):
                     full_name = f"{module_name}.{name}" if module_name else name
+                    if parameter.is_meta:  # a model being loaded: no values to fill yet
+                        continue
                     if names is None or full_name in names:
                         self.initialize_parameter(full_name, module, parameter)
 
@@ -131,8 +139,12 @@ class PretrainedModel(nn.Module):
         the checkpoint's dtype unless `torch_dtype` is given, lives on `device` (default CPU), and
         is returned in eval mode.
         """
-        source, revision = checkpoint.split_source(source, revision)
+        from bridge.hgf import parse_spec  # "org/name@rev:model" -> ("org/name", "rev")
+
+        spec = parse_spec(str(source))
+        source, revision = spec.source, revision or spec.revision
         config = load_config(checkpoint.fetch(source, "config.json", revision=revision))
+        cls.check_config(config)
         state_dict = checkpoint.read_weights(source, revision=revision)
         return cls.from_state_dict(config, state_dict, torch_dtype=torch_dtype, device=device, strict=strict)
 
