@@ -135,7 +135,20 @@ def test_missing_repo_and_revision(hub):
 def test_token_from_environment_is_sent(hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     fetch_file(REPO, "config.json")
-    assert "Bearer hf_test_token" in hub.authorizations
+    assert hub.authorizations and set(hub.authorizations) == {"Bearer hf_test_token"}
+
+
+def test_token_file_in_hf_home_is_sent(hub):
+    token_file = Path(os.environ["HF_HOME"]) / "token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text("hf_from_file\n")
+    fetch_file(REPO, "config.json")
+    assert hub.authorizations and set(hub.authorizations) == {"Bearer hf_from_file"}
+
+
+def test_no_token_no_authorization_header(hub):
+    fetch_file(REPO, "model.safetensors")
+    assert hub.authorizations == []
 
 
 def test_private_and_gated_repos_need_a_token(hub, monkeypatch):
