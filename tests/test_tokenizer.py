@@ -299,6 +299,21 @@ def test_batch_padding_and_truncation_match(pair, options, return_tensors):
     _assert_same_encoding(ours(HARD_STRINGS, second, **call), expected, options)
 
 
+def test_gpt2_padded_on_the_left_with_eos_as_pad_token(tokenizer_dirs):
+    """The usual GPT-2 set-up for batched generation, made on both tokenizers after loading."""
+    ours, theirs = load_tokenizer(tokenizer_dirs["gpt2"]), AutoTokenizer.from_pretrained(tokenizer_dirs["gpt2"])
+    for tokenizer in (ours, theirs):
+        tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+    assert ours.pad_token_id == theirs.pad_token_id
+    call = dict(padding=True, return_tensors="np", return_offsets_mapping=True)
+    _assert_same_encoding(ours(HARD_STRINGS, **call), theirs(HARD_STRINGS, **call), "left padding")
+    with pytest.raises(TokenizerError, match="vocabulary"):
+        ours.pad_token = "<not a token>"
+    with pytest.raises(TokenizerError, match="left"):
+        ours.padding_side = "middle"
+
+
 def test_single_text_as_tensors_has_a_batch_axis(pair):
     ours, theirs = pair
     for return_tensors in ("np", "pt"):

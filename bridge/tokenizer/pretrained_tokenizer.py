@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer as BackendTokenizer
-from tokenizers import normalizers, pre_tokenizers
+from tokenizers import AddedToken, Encoding, normalizers, pre_tokenizers
+from tokenizers import Tokenizer as BackendTokenizer
 
 from bridge.tokenizer.settings import (
     LARGE_INTEGER,
@@ -64,11 +64,21 @@ class Tokenizer:
 
     @property
     def padding_side(self) -> str:
+        """Where padding goes, "right" or "left" (settable, as in transformers)."""
         return self._settings.padding_side
+
+    @padding_side.setter
+    def padding_side(self, side: str) -> None:
+        self._settings.padding_side = _checked_side("padding_side", side)
 
     @property
     def truncation_side(self) -> str:
+        """Which end truncation cuts, "right" or "left" (settable, as in transformers)."""
         return self._settings.truncation_side
+
+    @truncation_side.setter
+    def truncation_side(self, side: str) -> None:
+        self._settings.truncation_side = _checked_side("truncation_side", side)
 
     @property
     def vocab_size(self) -> int:
@@ -100,7 +110,6 @@ class Tokenizer:
     eos_token = property(lambda self: self._special_token("eos_token"))
     unk_token = property(lambda self: self._special_token("unk_token"))
     sep_token = property(lambda self: self._special_token("sep_token"))
-    pad_token = property(lambda self: self._special_token("pad_token"))
     cls_token = property(lambda self: self._special_token("cls_token"))
     mask_token = property(lambda self: self._special_token("mask_token"))
     bos_token_id = property(lambda self: self._special_token_id("bos_token"))
@@ -110,6 +119,17 @@ class Tokenizer:
     pad_token_id = property(lambda self: self._special_token_id("pad_token"))
     cls_token_id = property(lambda self: self._special_token_id("cls_token"))
     mask_token_id = property(lambda self: self._special_token_id("mask_token"))
+
+    @property
+    def pad_token(self) -> Optional[str]:
+        """The padding token; settable to a token of the vocabulary (GPT-2: `tok.pad_token = tok.eos_token`)."""
+        return self._special_token("pad_token")
+
+    @pad_token.setter
+    def pad_token(self, token: str) -> None:
+        if self._backend.token_to_id(token) is None:
+            raise TokenizerError(f"pad_token {token!r} is not in the vocabulary; pick one that is (e.g. eos_token)")
+        self._settings.special_tokens["pad_token"] = AddedToken(token, special=True)
 
     @property
     def special_tokens_map(self) -> dict[str, str]:
@@ -146,7 +166,9 @@ class Tokenizer:
             return self._backend.token_to_id(self.unk_token)
         return index
 
-    def convert_ids_to_tokens(self, ids: Union[int, Sequence[int]], skip_special_tokens: bool = False):
+    def convert_ids_to_tokens(
+        self, ids: Union[int, Sequence[int]], skip_special_tokens: bool = False
+    ) -> Union[Optional[str], list[Optional[str]]]:
         """The token of each id (a single id gives a single token)."""
         if isinstance(ids, (int, np.integer)):
             return self._backend.id_to_token(int(ids))
@@ -244,7 +266,11 @@ class Tokenizer:
         return list(zip(texts, text_pair))
 
     def _strategies(
-        self, padding, truncation, max_length, pad_to_multiple_of
+        self,
+        padding: Union[bool, str, None],
+        truncation: Union[bool, str, None],
+        max_length: Optional[int],
+        pad_to_multiple_of: Optional[int],
     ) -> tuple[str, Optional[str], Optional[int]]:
         """transformers' rules turning padding/truncation/max_length into strategies and a length."""
         if max_length is not None and padding is False and truncation is None:
@@ -459,6 +485,12 @@ _CLEAN_UP_REPLACEMENTS = (
     (" 've", "'ve"),
     (" 're", "'re"),
 )
+
+
+def _checked_side(name: str, side: str) -> str:
+    if side not in ("left", "right"):
+        raise TokenizerError(f"{name} must be 'left' or 'right', not {side!r}")
+    return side
 
 
 def _clean_up_tokenization(text: str) -> str:
