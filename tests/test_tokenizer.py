@@ -365,10 +365,11 @@ def test_batch_decode_matches_on_arrays(pair):
     batch = theirs(HARD_STRINGS, padding=True, truncation=True, return_tensors="np")["input_ids"]
     tensor = torch.from_numpy(batch)
     for skip in (False, True):
+        options = dict(skip_special_tokens=skip)
         for ids in (batch, tensor):
-            assert ours.batch_decode(ids, skip_special_tokens=skip) == theirs.batch_decode(ids, skip_special_tokens=skip)
-            assert ours.decode(ids[0], skip_special_tokens=skip) == theirs.decode(ids[0], skip_special_tokens=skip)
-            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+            assert ours.batch_decode(ids, **options) == theirs.batch_decode(ids, **options)
+            assert ours.decode(ids[0], **options) == theirs.decode(ids[0], **options)
+            assert ours.decode(ids, **options) == theirs.decode(ids, **options)
 
 
 # ----- saving -----------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ class Tokenizer:
     @pad_token.setter
     def pad_token(self, token: str) -> None:
         if self._backend.token_to_id(token) is None:
-            raise TokenizerError(f"pad_token {token!r} is not in the vocabulary; pick one that is (e.g. eos_token)")
+            raise TokenizerError(f"pad_token {token!r} is not in the vocabulary; pick one that is (eos_token?)")
         self._settings.special_tokens["pad_token"] = AddedToken(token, special=True)
 
     @property
