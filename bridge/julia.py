@@ -187,14 +187,4 @@ def torch_model_config_and_task(model: Any) -> Tuple[PretrainedConfig, str]:
 
 def state_dict_numpy(model: Any) -> Dict[str, np.ndarray]:
     """A PyTorch model's state dict as CPU numpy arrays (bf16 as ml_dtypes.bfloat16)."""
-    import ml_dtypes
-    import torch
-
-    arrays = {}
-    for key, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu()
-        if tensor.dtype == torch.bfloat16:
-            arrays[key] = tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-        else:
-            arrays[key] = tensor.numpy()
-    return arrays
+    return {key: flux_layout.as_numpy(tensor) for key, tensor in model.state_dict().items()}

@@ -36,15 +36,19 @@ function EncoderEmbeddings(hp::AbstractDict)
 end
 
 function position_ids(embeddings::EncoderEmbeddings, input_ids::AbstractMatrix{<:Integer})
-    if embeddings.position_rule === :after_padding
-        is_token = input_ids .!= embeddings.pad_id
-        return cumsum(is_token; dims = 1) .* is_token .+ embeddings.pad_id
-    end
-    return cumsum(one.(input_ids); dims = 1)
+    embeddings.position_rule === :after_padding || return absolute_positions(input_ids)
+    is_token = input_ids .!= embeddings.pad_id
+    return cumsum(is_token; dims = 1) .* is_token .+ embeddings.pad_id
 end
 
+"Token types default to the first type (1-based: 1) everywhere."
+default_token_types(input_ids::AbstractMatrix{<:Integer}) = one.(input_ids)
+
+ChainRulesCore.@non_differentiable position_ids(::Any, ::Any)
+ChainRulesCore.@non_differentiable default_token_types(::Any)
+
 function (embeddings::EncoderEmbeddings)(input_ids, token_type_ids)
-    token_types = token_type_ids === nothing ? one.(input_ids) : token_type_ids
+    token_types = token_type_ids === nothing ? default_token_types(input_ids) : token_type_ids
     summed = embeddings.word_embeddings(input_ids) .+
              embeddings.position_embeddings(position_ids(embeddings, input_ids)) .+
              embeddings.token_type_embeddings(token_types)

@@ -87,7 +87,7 @@ function GPT2Model(config::HGFConfig)
 end
 
 function (model::GPT2Model)(input_ids::AbstractMatrix{<:Integer}; attention_mask = nothing)
-    hidden = model.wte(input_ids) .+ model.wpe(cumsum(one.(input_ids); dims = 1))
+    hidden = model.wte(input_ids) .+ model.wpe(absolute_positions(input_ids))
     hidden = model.dropout(hidden)
     causal = NNlib.make_causal_mask(hidden)  # (key, query): true where key <= query
     padding = padding_mask(attention_mask)

@@ -14,7 +14,7 @@ struct TorchLayerNorm{V<:AbstractVector,T<:AbstractFloat}
     eps::T
 end
 
-Flux.@layer TorchLayerNorm trainable = (weight, bias)
+Flux.@layer TorchLayerNorm trainable=(weight, bias)
 
 TorchLayerNorm(dim::Integer, eps::Real) = TorchLayerNorm(ones(Float32, dim), zeros(Float32, dim), Float32(eps))
 
@@ -51,13 +51,25 @@ transformers does: a query that may attend to nothing then averages instead of p
 attention_bias(mask::AbstractArray{Bool}, T::Type{<:AbstractFloat} = Float32) = ifelse.(mask, zero(T), -floatmax(T))
 
 """
-    padding_mask(attention_mask, batch)
+    padding_mask(attention_mask)
 
 `(kv_len, 1, 1, batch)` booleans from a `(seq, batch)` 0/1 (or Bool) attention mask; `nothing`
 means every position is a real token.
 """
 padding_mask(attention_mask::Nothing) = nothing
 padding_mask(attention_mask::AbstractMatrix) = reshape(attention_mask .!= 0, size(attention_mask, 1), 1, 1, size(attention_mask, 2))
+
+"""
+    absolute_positions(input_ids)
+
+Positions 1, 2, ... down each column of (seq, batch) ids, on the ids' device.
+"""
+absolute_positions(input_ids::AbstractMatrix{<:Integer}) = cumsum(one.(input_ids); dims = 1)
+
+# Masks, biases and positions are integer or boolean bookkeeping: no derivatives through them.
+ChainRulesCore.@non_differentiable attention_bias(::Any...)
+ChainRulesCore.@non_differentiable padding_mask(::Any)
+ChainRulesCore.@non_differentiable absolute_positions(::Any)
 
 "Multi-head scaled dot-product attention of (features, seq, batch) arrays, scores scaled by 1/sqrt(head_dim)."
 function multihead_attention(query, key, value, mask, nheads::Integer)

@@ -245,3 +245,17 @@ def test_token_ids_and_masks_cross_one_based_column_major():
     assert np.array_equal(flux_layout.token_ids_from_flux(flux_ids[:, 0]), ids[0])
     mask = flux_layout.mask_to_flux(np.array([[1, 1, 1], [1, 1, 0]]))
     assert mask.dtype == bool and mask.shape == (3, 2) and not mask[2, 1] and mask[2, 0]
+
+
+def test_read_for_flux_reads_what_transformers_saved(tmp_path):
+    model = make_model("gpt2", "lmheadmodel")
+    model.to(torch.bfloat16).save_pretrained(tmp_path)
+    config, weights = flux_layout.read_for_flux(str(tmp_path), "lmheadmodel")
+    assert config.model_type == "gpt2" and config.n_embd == 16
+    assert all(w.bfloat16_bits for w in weights)
+    assert {w.key for w in weights} == set(model.state_dict()) - {"lm_head.weight"}  # tied: not loaded
+    # The head's checkpoint also serves the base model (prefix stripped; the tied lm_head is not in the file).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FluxLayoutWarning)
+        _, base_weights = flux_layout.read_for_flux(str(tmp_path), "model")
+    assert {w.key for w in base_weights} == set(make_model("gpt2", "model").state_dict())
