@@ -14,8 +14,6 @@ Importing this module does not import torch; models and tokenizers are imported 
 from __future__ import annotations
 
 import re
-import sys
-import types
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -133,15 +131,3 @@ def load_spec_model(spec: Spec, task: str, **kwargs: Any) -> Any:
 
 def _looks_like_path(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~")) or source in (".", "..") or "\\" in source
-
-
-class _CallableModule(types.ModuleType):
-    """`bridge.hgf` is both this module and, in bridge/__init__.py, a function. Importing the module
-    rebinds the package attribute `bridge.hgf` to the module, so the module answers calls too:
-    `bridge.hgf("bert-base-cased:config")` works whichever of the two it finds."""
-
-    def __call__(self, spec: str, **kwargs: Any) -> Any:
-        return hgf(spec, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
