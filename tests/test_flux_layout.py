@@ -259,3 +259,16 @@ def test_read_for_flux_reads_what_transformers_saved(tmp_path):
         warnings.simplefilter("error", FluxLayoutWarning)
         _, base_weights = flux_layout.read_for_flux(str(tmp_path), "model")
     assert {w.key for w in base_weights} == set(make_model("gpt2", "model").state_dict())
+
+
+def test_flux_save_loads_in_our_models_and_generates_as_transformers(tmp_path):
+    from bridge.models import GPT2LMHeadModel
+
+    model = make_model("gpt2", "lmheadmodel")
+    config = our_config(model)
+    julia_arrays = {w.key: np.array(w.array, order="F") for w in flux_layout.flux_weights(state_dict_numpy(model), config, "lmheadmodel")}
+    flux_layout.save_from_flux(tmp_path, config, "lmheadmodel", julia_arrays)
+    ours = GPT2LMHeadModel.from_pretrained(tmp_path)
+    prompt = torch.tensor([[5, 6, 7]])
+    expected = model.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert ours.generate(prompt, max_new_tokens=5).tolist() == expected.tolist()
