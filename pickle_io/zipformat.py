@@ -18,6 +18,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Dict, List, Sequence, Tuple
 
+from pickle_io.crc32 import ParallelCrc32
 from pickle_io.errors import CheckpointError
 
 ALIGNMENT = 64
@@ -42,6 +43,7 @@ _FLAG_ENCRYPTED = 0x1
 _FLAG_UTF8 = 0x800
 _STORED, _DEFLATED = 0, 8
 _MAX_COMMENT = 0xFFFF
+CRC_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -290,23 +292,18 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         offset += written
 
 
-def _crc32(payload: memoryview) -> int:
-    # zlib.crc32 releases the GIL on large buffers, so this runs beside the writes.
-    return zlib.crc32(payload)
-
-
 def write_zip(fd: int, records: Sequence[Tuple[str, memoryview]]) -> None:
     """Write a STORED, 64-byte-aligned ZIP of `records` (name, bytes) to the empty file `fd`.
 
-    Payloads go straight from the callers' buffers to the file; their CRC-32s are computed on a
-    second thread meanwhile, and the local headers are filled in once they are known.
+    Payloads go straight from the callers' buffers to the file; their CRC-32s are computed on
+    worker threads meanwhile, and the local headers are filled in once they are known.
     """
     placed, directory_start = _place(records)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        crc_futures = [pool.submit(_crc32, record.payload) for record in placed]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=CRC_THREADS) as pool:
+        crc = ParallelCrc32(pool, [record.payload for record in placed])
         for record in placed:
             _pwrite_all(fd, record.payload, record.payload_offset)
-        crcs = [future.result() for future in crc_futures]
+        crcs = crc.results()
     for record, crc in zip(placed, crcs):
         header = bytearray(record.header)
         struct.pack_into("<L", header, 14, crc)
