@@ -178,12 +178,11 @@ Flux.@layer MaskedLMHead
 
 function MaskedLMHead(hp::AbstractDict, word_embeddings::AbstractMatrix, activation)
     hidden, std = hp[:hidden_size], hp[:initializer_range]
-    weight = hp[:tie_word_embeddings] ? word_embeddings : randn(Float32, hidden, hp[:vocab_size]) .* Float32(std)
     return MaskedLMHead(
         dense_layer(hidden, hidden, std),
         activation,
         TorchLayerNorm(hidden, hp[:layer_norm_eps]),
-        weight,
+        output_embedding(hp, word_embeddings),
         zeros(Float32, hp[:vocab_size]),
     )
 end

@@ -120,11 +120,8 @@ end
 Flux.@layer :expand GPT2LMHeadModel
 
 function GPT2LMHeadModel(config::HGFConfig)
-    hp = config.hyperparameters
     transformer = GPT2Model(config)
-    weight = hp[:tie_word_embeddings] ? transformer.wte.weight :
-             randn(Float32, hp[:hidden_size], hp[:vocab_size]) .* Float32(hp[:initializer_range])
-    return GPT2LMHeadModel(transformer, LMHead(weight), config)
+    return GPT2LMHeadModel(transformer, LMHead(output_embedding(config.hyperparameters, transformer.wte.weight)), config)
 end
 
 (model::GPT2LMHeadModel)(input_ids; kwargs...) = (logits = model.lm_head(model.transformer(input_ids; kwargs...).last_hidden_state),)

@@ -82,6 +82,15 @@ end
 dense_layer(in::Integer, out::Integer, std::Real; bias::Bool = true) =
     Dense(randn(Float32, out, in) .* Float32(std), bias ? zeros(Float32, out) : false)
 
+"""
+    output_embedding(hp, word_embeddings)
+
+The (hidden, vocab) matrix a language-model head scores against: the word-embedding array itself
+when the config ties them (one array, two fields), else a fresh N(0, initializer_range) matrix.
+"""
+output_embedding(hp::AbstractDict, word_embeddings::AbstractMatrix) =
+    hp[:tie_word_embeddings] ? word_embeddings : randn(Float32, size(word_embeddings)) .* Float32(hp[:initializer_range])
+
 "A Flux Embedding with N(0, std) vectors, stored (dim, vocab)."
 embedding_layer(vocab::Integer, dim::Integer, std::Real) = Embedding(randn(Float32, dim, vocab) .* Float32(std))
 

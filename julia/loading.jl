@@ -30,8 +30,8 @@ end
 
 "The task name of a Flux model, as the tables in bridge.flux_layout name it."
 function model_task(model)
-    for tasks in values(MODEL_TYPES), (task, type) in tasks
-        model isa type && return task
+    for tasks in values(MODEL_TYPES), (task, flux_type) in tasks
+        model isa flux_type && return task
     end
     throw(ArgumentError("$(typeof(model)) is not an HGFBridge model"))
 end
