@@ -230,3 +230,12 @@ def test_state_dict_numpy_keeps_bf16_bits():
     weight = model.state_dict()["wte.weight"]
     assert arrays["wte.weight"].dtype == ml_dtypes.bfloat16
     assert arrays["wte.weight"].astype("float32").tobytes() == weight.float().numpy().tobytes()
+
+
+def test_specs_name_a_source_revision_and_task():
+    import bridge.julia as bj
+
+    assert bj._spec_source("gpt2@v1:LMHeadModel") == ("gpt2", "v1", "lmheadmodel")
+    assert bj._spec_source("org/bert") == ("org/bert", None, "model")
+    with pytest.raises(flux_layout.FluxLayoutError, match="tokenizer"):
+        bj._spec_source("gpt2:tokenizer")
