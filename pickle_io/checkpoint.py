@@ -112,6 +112,8 @@ class Checkpoint(Mapping):
         entry = self._entries[name]
         if not isinstance(entry, TensorInfo):
             return entry
+        if self._file.closed:
+            raise PickleIOError(f"{self.path}: the checkpoint is closed; read tensors inside `with`")
         storage = self._source.storage(entry.storage)
         return self._source.tensor(storage, entry.dtype.name, entry.offset, entry.shape,
                                    entry.stride)

@@ -70,6 +70,9 @@ class ZipCheckpoint:
                         source=InfoSource(filename=self.filename))[0]
 
     def array_source(self, *, mmap: bool) -> ArraySource:
+        if mmap:
+            self._map()  # now, while the file is surely open
+
         def read_record(key: str) -> np.ndarray:
             return self.read_record(key, mmap=mmap)
 

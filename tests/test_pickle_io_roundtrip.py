@@ -355,3 +355,40 @@ def test_pickle_io_never_imports_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_tensors_with_python_attributes(tmp_path):
+    """torch pickles these through _rebuild_from_type_v2 and _rebuild_parameter_with_state."""
+    plain = torch.arange(3.0)
+    plain.note = "attribute"
+    parameter = torch.nn.Parameter(torch.ones(2, 2))
+    parameter.tag = 1
+    torch.save({"t": plain, "p": parameter}, tmp_path / "m.bin")
+    assert b"_rebuild_from_type_v2" in (tmp_path / "m.bin").read_bytes()
+    loaded = pickle_io.load(tmp_path / "m.bin")
+    assert_same_tensor(loaded["t"], plain)
+    assert_same_tensor(loaded["p"], parameter)
+
+
+def test_crc_pieces_combine_into_valid_zip_crcs(tmp_path, monkeypatch):
+    """CRCs are computed in pieces on threads and joined; with tiny pieces every record is
+    split many times, and zipfile (which checks every CRC) must agree."""
+    from pickle_io import crc32
+
+    monkeypatch.setattr(crc32, "PIECE", 7)
+    state = {"a": np.random.default_rng(1).standard_normal(1000), "b": np.arange(3, dtype=np.int8)}
+    pickle_io.save(state, tmp_path / "m.bin")
+    with zipfile.ZipFile(tmp_path / "m.bin") as archive:
+        assert archive.testzip() is None
+
+
+def test_large_tensor_round_trip(tmp_path):
+    big = torch.randn(5_000_000)  # 20 MB: several CRC pieces, one large payload write
+    torch.save({"big": big, "half": big[::2]}, tmp_path / "t.bin")
+    loaded = pickle_io.load(tmp_path / "t.bin")
+    assert_same_tensor(loaded["half"], big[::2])
+    pickle_io.save(loaded, tmp_path / "o.bin")
+    with zipfile.ZipFile(tmp_path / "o.bin") as archive:
+        assert archive.testzip() is None
+    again = torch.load(tmp_path / "o.bin", weights_only=True, mmap=True)
+    assert torch.equal(again["big"], big) and again["half"].stride() == (2,)
