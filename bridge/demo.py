@@ -99,7 +99,7 @@ def julia_round_trip(model, config, model_dir: Path) -> None:
     from bridge import julia
     from bridge.models import GPT2LMHeadModel
 
-    flux_model = julia.to_flux(str(model_dir), device="cpu")
+    flux_model = julia.to_flux(model, device="cpu")  # weights handed over in memory
     back_dir = OUTPUT / "tiny-gpt2-from-julia"
     julia.save_pretrained_from_flux(flux_model, back_dir, config)
     back = GPT2LMHeadModel.from_pretrained(back_dir)
