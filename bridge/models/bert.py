@@ -19,12 +19,14 @@ from torch import nn
 from bridge.config import BertConfig
 from bridge.errors import ConfigError
 from bridge.models.functional import activation, attention, causal_mask, padding_mask
-from bridge.models.losses import causal_lm_loss, sequence_classification_loss, span_loss, token_loss
+from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
 from bridge.models.outputs import (
     BaseModelOutput,
     LogitsOutput,
     PreTrainingOutput,
     QuestionAnsweringOutput,
+    head_output,
+    span_output,
 )
 from bridge.models.pretrained import PretrainedModel
 
@@ -81,7 +83,8 @@ class BertSelfAttention(nn.Module):
         super().__init__()
         if config.hidden_size % config.num_attention_heads:
             raise ConfigError(
-                f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads {config.num_attention_heads}"
+                f"hidden_size {config.hidden_size} is not a multiple of "
+                f"num_attention_heads {config.num_attention_heads}"
             )
         self.num_heads = config.num_attention_heads
         self.head_size = config.hidden_size // config.num_attention_heads
@@ -110,12 +113,16 @@ class BertSelfAttention(nn.Module):
         )
 
 
-class BertSelfOutput(nn.Module):
-    """Projection of the attention output, dropout, residual connection and LayerNorm."""
+class BertResidualOutput(nn.Module):
+    """Projection to hidden_size, dropout, residual connection and LayerNorm.
 
-    def __init__(self, config: BertConfig) -> None:
+    Ends both halves of a layer: `attention.output` (from hidden_size) and `output` (from
+    intermediate_size); transformers names these classes BertSelfOutput and BertOutput.
+    """
+
+    def __init__(self, config: BertConfig, input_size: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(input_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -127,7 +134,7 @@ class BertAttention(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.self = BertSelfAttention(config)
-        self.output = BertSelfOutput(config)
+        self.output = BertResidualOutput(config, config.hidden_size)
 
     def forward(
         self, hidden_states: Tensor, mask: Optional[Tensor], is_causal: bool, need_weights: bool
@@ -148,19 +155,6 @@ class BertIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class BertOutput(nn.Module):
-    """The second half: back to hidden_size, dropout, residual connection and LayerNorm."""
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
-
-
 class BertLayer(nn.Module):
     """One post-norm transformer layer: self-attention, then feed-forward."""
 
@@ -168,7 +162,7 @@ class BertLayer(nn.Module):
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = BertResidualOutput(config, config.intermediate_size)
 
     def forward(
         self, hidden_states: Tensor, mask: Optional[Tensor], is_causal: bool, need_weights: bool
@@ -386,43 +380,39 @@ class BertForPreTraining(BertPretrainedModel):
         )
 
 
-class BertLMHeadModel(BertPretrainedModel):
+class BertLanguageModel(BertPretrainedModel):
+    """The encoder and a vocabulary head (`cls.predictions`); the two language models differ in their loss."""
+
+    tied_weights = LM_HEAD_TIES
+    language_loss = staticmethod(token_loss)
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+        self.post_init()
+
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
+        outputs = self.bert(input_ids, **inputs)
+        logits = self.cls(outputs.last_hidden_state)
+        return head_output(outputs, logits, self.language_loss(logits, labels) if labels is not None else None)
+
+
+class BertLMHeadModel(BertLanguageModel):
     """Next-token logits; meant for configs with `is_decoder=True` (causal attention).
 
     `labels` (usually the input_ids themselves) give the shifted next-token cross-entropy.
     """
 
-    tied_weights = LM_HEAD_TIES
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.cls = BertOnlyMLMHead(config)
-        self.post_init()
-
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
-        outputs = self.bert(input_ids, **inputs)
-        logits = self.cls(outputs.last_hidden_state)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+    language_loss = staticmethod(causal_lm_loss)
 
 
-class BertForMaskedLM(BertPretrainedModel):
+class BertForMaskedLM(BertLanguageModel):
     """Vocabulary logits per token; `labels` (-100 = not masked) give the masked-token cross-entropy."""
 
-    tied_weights = LM_HEAD_TIES
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.cls = BertOnlyMLMHead(config)
-        self.post_init()
-
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
-        outputs = self.bert(input_ids, **inputs)
-        logits = self.cls(outputs.last_hidden_state)
-        loss = token_loss(logits, labels) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+    language_loss = staticmethod(token_loss)
 
 
 class BertForNextSentencePrediction(BertPretrainedModel):
@@ -434,11 +424,12 @@ class BertForNextSentencePrediction(BertPretrainedModel):
         self.cls = BertOnlyNSPHead(config)
         self.post_init()
 
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
         outputs = self.bert(input_ids, **inputs)
         logits = self.cls(outputs.pooler_output)
-        loss = token_loss(logits, labels) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return head_output(outputs, logits, token_loss(logits, labels) if labels is not None else None)
 
 
 # The remaining heads are shared with RoBERTa: they reach their encoder through `self.base_model`
@@ -457,11 +448,13 @@ class BertForSequenceClassification(BertPretrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
         outputs = self.base_model(input_ids, **inputs)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = sequence_classification_loss(logits, labels, self.config.problem_type) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return head_output(outputs, logits, loss)
 
 
 class BertForMultipleChoice(BertPretrainedModel):
@@ -476,7 +469,9 @@ class BertForMultipleChoice(BertPretrainedModel):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
         reference = input_ids if input_ids is not None else inputs["inputs_embeds"]
         num_choices = reference.shape[1]
         flat = {
@@ -485,8 +480,7 @@ class BertForMultipleChoice(BertPretrainedModel):
         flat_ids = input_ids.flatten(0, 1) if input_ids is not None else None
         outputs = self.base_model(flat_ids, **flat)
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
-        loss = token_loss(logits, labels) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return head_output(outputs, logits, token_loss(logits, labels) if labels is not None else None)
 
 
 class BertForTokenClassification(BertPretrainedModel):
@@ -501,11 +495,12 @@ class BertForTokenClassification(BertPretrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
         outputs = self.base_model(input_ids, **inputs)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
-        loss = token_loss(logits, labels) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return head_output(outputs, logits, token_loss(logits, labels) if labels is not None else None)
 
 
 class BertForQuestionAnswering(BertPretrainedModel):
@@ -528,15 +523,4 @@ class BertForQuestionAnswering(BertPretrainedModel):
         **inputs: Any,
     ) -> QuestionAnsweringOutput:
         outputs = self.base_model(input_ids, **inputs)
-        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
-        start_logits, end_logits = start_logits.squeeze(-1), end_logits.squeeze(-1)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-        return QuestionAnsweringOutput(
-            loss=loss,
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return span_output(outputs, self.qa_outputs(outputs.last_hidden_state), start_positions, end_positions)

@@ -18,13 +18,15 @@ from torch import nn
 from bridge.config import GPT2Config
 from bridge.errors import ConfigError
 from bridge.models.functional import activation, attention, causal_mask
-from bridge.models.losses import causal_lm_loss, sequence_classification_loss, span_loss, token_loss
+from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
 from bridge.models.outputs import (
     BaseModelOutput,
     DoubleHeadsOutput,
     LogitsOutput,
     PastKeyValues,
     QuestionAnsweringOutput,
+    head_output,
+    span_output,
 )
 from bridge.models.pretrained import PretrainedModel
 
@@ -230,18 +232,14 @@ class GPT2LMHeadModel(GPT2PretrainedModel):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
         """Logits for every position; `labels` (usually input_ids) give the next-token cross-entropy."""
         outputs = self.transformer(input_ids, **inputs)
         logits = self.lm_head(outputs.last_hidden_state)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
-        return LogitsOutput(
-            loss=loss,
-            logits=logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return head_output(outputs, logits, loss, with_cache=True)
 
     @torch.inference_mode()
     def generate(
@@ -319,7 +317,8 @@ class GPT2SequenceSummary(nn.Module):
             output = hidden_states.mean(dim=-2)
         else:  # cls_index: the given token of each sequence, by default the last one
             if cls_index is None:
-                cls_index = torch.full(hidden_states.shape[:-2], hidden_states.shape[-2] - 1, device=hidden_states.device)
+                last = hidden_states.shape[-2] - 1
+                cls_index = torch.full(hidden_states.shape[:-2], last, device=hidden_states.device)
             index = cls_index[..., None, None].expand(*cls_index.shape, 1, hidden_states.shape[-1])
             output = hidden_states.gather(-2, index).squeeze(-2)
         return self.last_dropout(self.activation(self.summary(self.first_dropout(output))))
@@ -339,7 +338,8 @@ class GPT2DoubleHeadsModel(GPT2PretrainedModel):
         self.transformer = GPT2Model(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         # transformers forces num_labels = 1 here: one score per choice.
-        self.multiple_choice_head = GPT2SequenceSummary(config, 1 if config.summary_proj_to_labels else config.hidden_size)
+        summary_size = 1 if config.summary_proj_to_labels else config.hidden_size
+        self.multiple_choice_head = GPT2SequenceSummary(config, summary_size)
         self.post_init()
 
     def forward(
@@ -375,7 +375,9 @@ class GPT2ForSequenceClassification(GPT2PretrainedModel):
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
         self.post_init()
 
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
         outputs = self.transformer(input_ids, **inputs)
         logits = self.score(outputs.last_hidden_state)
         batch = logits.shape[0]
@@ -388,14 +390,10 @@ class GPT2ForSequenceClassification(GPT2PretrainedModel):
             positions = torch.arange(input_ids.shape[-1], device=logits.device)
             last_token = (positions * (input_ids != pad_token_id)).argmax(-1)
         pooled_logits = logits[torch.arange(batch, device=logits.device), last_token]
-        loss = sequence_classification_loss(pooled_logits, labels, self.config.problem_type) if labels is not None else None
-        return LogitsOutput(
-            loss=loss,
-            logits=pooled_logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(pooled_logits, labels, self.config.problem_type)
+        return head_output(outputs, pooled_logits, loss, with_cache=True)
 
 
 class GPT2ForTokenClassification(GPT2PretrainedModel):
@@ -411,11 +409,12 @@ class GPT2ForTokenClassification(GPT2PretrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
         outputs = self.transformer(input_ids, **inputs)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
-        loss = token_loss(logits, labels) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return head_output(outputs, logits, token_loss(logits, labels) if labels is not None else None)
 
 
 class GPT2ForQuestionAnswering(GPT2PretrainedModel):
@@ -436,15 +435,4 @@ class GPT2ForQuestionAnswering(GPT2PretrainedModel):
         **inputs: Any,
     ) -> QuestionAnsweringOutput:
         outputs = self.transformer(input_ids, **inputs)
-        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
-        start_logits, end_logits = start_logits.squeeze(-1), end_logits.squeeze(-1)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-        return QuestionAnsweringOutput(
-            loss=loss,
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return span_output(outputs, self.qa_outputs(outputs.last_hidden_state), start_positions, end_positions)

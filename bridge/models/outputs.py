@@ -91,3 +91,39 @@ class DoubleHeadsOutput(ModelOutput):
     past_key_values: Optional[PastKeyValues] = None
     hidden_states: Optional[Tuple[Tensor, ...]] = None
     attentions: Optional[Tuple[Tensor, ...]] = None
+
+
+def head_output(
+    base: BaseModelOutput, logits: Tensor, loss: Optional[Tensor], *, with_cache: bool = False
+) -> LogitsOutput:
+    """A head's output: its logits and loss, plus the base model's hidden states and attentions
+    (and its key/value cache for the heads whose transformers output has one)."""
+    return LogitsOutput(
+        loss=loss,
+        logits=logits,
+        past_key_values=base.past_key_values if with_cache else None,
+        hidden_states=base.hidden_states,
+        attentions=base.attentions,
+    )
+
+
+def span_output(
+    base: BaseModelOutput,
+    logits: Tensor,
+    start_positions: Optional[Tensor],
+    end_positions: Optional[Tensor],
+) -> QuestionAnsweringOutput:
+    """Question answering: split (batch, tokens, 2) logits into start and end; loss given both positions."""
+    from bridge.models.losses import span_loss
+
+    start_logits, end_logits = (part.squeeze(-1) for part in logits.split(1, dim=-1))
+    loss = None
+    if start_positions is not None and end_positions is not None:
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+    return QuestionAnsweringOutput(
+        loss=loss,
+        start_logits=start_logits,
+        end_logits=end_logits,
+        hidden_states=base.hidden_states,
+        attentions=base.attentions,
+    )

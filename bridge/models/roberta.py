@@ -17,7 +17,7 @@ from bridge.config import RobertaConfig
 from bridge.models import bert
 from bridge.models.functional import activation
 from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
-from bridge.models.outputs import LogitsOutput
+from bridge.models.outputs import LogitsOutput, head_output
 
 Tensor = torch.Tensor
 
@@ -84,40 +84,36 @@ LM_HEAD_TIES = {
 }
 
 
-class RobertaForMaskedLM(RobertaPretrainedModel):
+class RobertaLanguageModel(RobertaPretrainedModel):
+    """The encoder and `lm_head`; the two language models differ in their loss."""
+
+    tied_weights = LM_HEAD_TIES
+    language_loss = staticmethod(token_loss)
+
+    def __init__(self, config: RobertaConfig) -> None:
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.lm_head = RobertaLMHead(config)
+        self.post_init()
+
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
+        outputs = self.roberta(input_ids, **inputs)
+        logits = self.lm_head(outputs.last_hidden_state)
+        return head_output(outputs, logits, self.language_loss(logits, labels) if labels is not None else None)
+
+
+class RobertaForMaskedLM(RobertaLanguageModel):
     """Vocabulary logits per token; `labels` (-100 = not masked) give the masked-token cross-entropy."""
 
-    tied_weights = LM_HEAD_TIES
-
-    def __init__(self, config: RobertaConfig) -> None:
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.lm_head = RobertaLMHead(config)
-        self.post_init()
-
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
-        outputs = self.roberta(input_ids, **inputs)
-        logits = self.lm_head(outputs.last_hidden_state)
-        loss = token_loss(logits, labels) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+    language_loss = staticmethod(token_loss)
 
 
-class RobertaForCausalLM(RobertaPretrainedModel):
+class RobertaForCausalLM(RobertaLanguageModel):
     """Next-token logits; meant for configs with `is_decoder=True` (causal attention)."""
 
-    tied_weights = LM_HEAD_TIES
-
-    def __init__(self, config: RobertaConfig) -> None:
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.lm_head = RobertaLMHead(config)
-        self.post_init()
-
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
-        outputs = self.roberta(input_ids, **inputs)
-        logits = self.lm_head(outputs.last_hidden_state)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+    language_loss = staticmethod(causal_lm_loss)
 
 
 class RobertaClassificationHead(nn.Module):
@@ -143,11 +139,13 @@ class RobertaForSequenceClassification(RobertaPretrainedModel):
         self.classifier = RobertaClassificationHead(config)
         self.post_init()
 
-    def forward(self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any) -> LogitsOutput:
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
         outputs = self.roberta(input_ids, **inputs)
         logits = self.classifier(outputs.last_hidden_state)
         loss = sequence_classification_loss(logits, labels, self.config.problem_type) if labels is not None else None
-        return LogitsOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return head_output(outputs, logits, loss)
 
 
 class RobertaForMultipleChoice(RobertaPretrainedModel, bert.BertForMultipleChoice):
