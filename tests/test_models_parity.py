@@ -146,11 +146,11 @@ def test_outputs_and_losses_match(family, task):
 
 @pytest.mark.parametrize("family, task", CASES, ids=IDS)
 def test_our_weights_drive_their_model(family, task):
-    """The other direction in memory: a state dict of ours loads strictly into transformers."""
-    theirs, ours = make_pair(family, task)
-    with torch.no_grad():
-        for parameter in ours.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.01)
+    """The other direction in memory: the state dict of our own model loads strictly into theirs."""
+    their_config, our_config = make_configs(family, task)
+    torch.manual_seed(5)
+    ours = get_model_type(family)[task](our_config).eval()  # our initialisation, our tensors
+    theirs = getattr(transformers, type(ours).__name__)(their_config).eval()
     theirs.load_state_dict(ours.state_dict(), strict=True)
     inputs = make_inputs(family, task)
     assert_outputs_match(run(theirs, inputs), run(ours, inputs))
@@ -247,3 +247,15 @@ def test_outputs_index_like_transformers():
     torch.testing.assert_close(actual["logits"], expected["logits"], atol=ATOL, rtol=0)
     loss, logits = actual
     assert logits is actual.logits
+
+
+def test_generate_stops_at_eos_and_pads_like_transformers():
+    theirs, ours = make_pair("gpt2", "lmheadmodel")
+    prompt = torch.randint(3, VOCAB - 1, (3, 4), generator=torch.Generator().manual_seed(6))
+    eos = int(ours.generate(prompt, max_new_tokens=8)[0, 6])  # row 0's third new token ends it
+    ours.config.eos_token_id = theirs.config.eos_token_id = theirs.generation_config.eos_token_id = eos
+    expected = theirs.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False)
+    actual = ours.generate(prompt, max_new_tokens=8)
+    assert torch.equal(actual, expected)
+    finished_at = (actual[0, 4:] == eos).nonzero()[0, 0] + 4
+    assert (actual[0, finished_at + 1 :] == ours.config.pad_token_id).all()
