@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import pickle_io
-from harness import Row, interleaved
+from harness import Row, best_of, interleaved
 
 AREA = "pickle_io"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -71,6 +71,18 @@ def touch_numpy(state) -> int:
 
 def touch_torch(state) -> int:
     return sum(int(t.reshape(-1).view(torch.uint8)[::PAGE].sum()) for t in state.values())
+
+
+def interleaved_fresh_saves(ours, peer, outputs, repeat: int) -> tuple:
+    """Best times of two savers, alternating, each writing a file that does not exist yet: the
+    old file is deleted untimed, so the kernel's freeing of its pages is charged to neither."""
+    best_ours = best_peer = float("inf")
+    for _ in range(repeat + 1):
+        for output in outputs:
+            output.unlink(missing_ok=True)
+        best_ours = min(best_ours, best_of(ours, repeat=1, warmup=0))
+        best_peer = min(best_peer, best_of(peer, repeat=1, warmup=0))
+    return best_ours, best_peer
 
 
 _MEMORY_PROBE = r"""
@@ -138,9 +150,15 @@ def run(quick: bool) -> list:
                         "torch.load(weights_only=True)", peer, 1.0))
 
         ours_out, peer_out = Path(directory) / "ours.bin", Path(directory) / "torch.bin"
-        ours, peer = interleaved(lambda: pickle_io.save(state, ours_out),
-                                 lambda: torch.save(torch_state, peer_out), repeat=repeat)
-        rows.append(Row(AREA, f"save(format='zip'), {label}", ours, "torch.save", peer, 0.6))
+        ours, peer = interleaved_fresh_saves(lambda: pickle_io.save(state, ours_out),
+                                             lambda: torch.save(torch_state, peer_out),
+                                             [ours_out, peer_out], repeat)
+        overwrite_ours, overwrite_peer = interleaved(lambda: pickle_io.save(state, ours_out),
+                                                     lambda: torch.save(torch_state, peer_out),
+                                                     repeat=repeat)
+        rows.append(Row(AREA, f"save(format='zip') to a new file, {label}", ours, "torch.save",
+                        peer, 0.6, note=(f"overwriting the previous file (both sides then also "
+                                         f"free its pages): {overwrite_ours / overwrite_peer:.2f}x")))
 
         ours_memory = memory_of_mmap_load(zip_path, "ours")
         peer_memory = memory_of_mmap_load(zip_path, "torch")

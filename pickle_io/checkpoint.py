@@ -109,14 +109,22 @@ class Checkpoint(Mapping):
         return entry
 
     def __getitem__(self, name: str) -> Any:
+        """The value under `name`; its tensors (also inside nested containers) are read now."""
         entry = self._entries[name]
-        if not isinstance(entry, TensorInfo):
-            return entry
         if self._file.closed:
             raise PickleIOError(f"{self.path}: the checkpoint is closed; read tensors inside `with`")
-        storage = self._source.storage(entry.storage)
-        return self._source.tensor(storage, entry.dtype.name, entry.offset, entry.shape,
-                                   entry.stride)
+        return self._materialize(entry)
+
+    def _materialize(self, value: Any) -> Any:
+        if isinstance(value, TensorInfo):
+            storage = self._source.storage(value.storage)
+            return self._source.tensor(storage, value.dtype.name, value.offset, value.shape,
+                                       value.stride)
+        if isinstance(value, dict):
+            return type(value)((key, self._materialize(item)) for key, item in value.items())
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._materialize(item) for item in value)
+        return value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -392,3 +392,16 @@ def test_large_tensor_round_trip(tmp_path):
         assert archive.testzip() is None
     again = torch.load(tmp_path / "o.bin", weights_only=True, mmap=True)
     assert torch.equal(again["big"], big) and again["half"].stride() == (2,)
+
+
+def test_open_materialises_nested_values(tmp_path):
+    weight = torch.randn(3, 3)
+    torch.save({"model": {"w": weight}, "steps": [1, weight[0]], "epoch": 3}, tmp_path / "c.bin")
+    with pickle_io.open(tmp_path / "c.bin") as checkpoint:
+        assert checkpoint["epoch"] == 3
+        assert_same_tensor(checkpoint["model"]["w"], weight)
+        assert_same_tensor(checkpoint["steps"][1], weight[0])
+        with pytest.raises(pickle_io.PickleIOError, match="not a tensor"):
+            checkpoint.info("epoch")
+    with pytest.raises(pickle_io.PickleIOError, match="closed"):
+        checkpoint["model"]
