@@ -71,10 +71,10 @@ def load(path: PathLike, *, mmap: bool = True) -> Any:
 
     mmap=True gives read-only views of the memory-mapped file (no copy); mmap=False gives
     owned, writable arrays. Tensors that share a storage in the file share memory here, with
-    their offsets and strides. A safetensors file gives a {name: array} dict (always owned).
+    their offsets and strides. A safetensors file gives its {name: array} dict.
     """
     if detect_format(path) == "safetensors":
-        return safetensors_io.read_safetensors(path)
+        return safetensors_io.read_safetensors(path, mmap=mmap)
     with _torch_file(path) as checkpoint:
         return checkpoint.load(mmap=mmap)
 

@@ -1,16 +1,17 @@
 """safetensors files, through the `safetensors` package's numpy API.
 
-The package's numpy reader looks float8 dtypes up as `numpy.<name>`, which numpy does not have; for
-those tensors alone we slice the bytes ourselves, using the offsets of the header the package has
-already validated.
+The package validates every file first (header, offsets, sizes). Its numpy reader copies each
+tensor, and looks float8 dtypes up as `numpy.<name>`, which numpy does not have; so mapped loads,
+and float8 tensors, slice the bytes themselves at the offsets of the header the package accepted.
 """
 
 from __future__ import annotations
 
 import json
+import mmap as mmap_module
 import os
 import struct
-from typing import Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, which the package's reader needs)
 import numpy as np
@@ -54,33 +55,60 @@ def tensor_table(path: os.PathLike) -> List[Tuple[str, str, Tuple[int, ...]]]:
         raise CheckpointError(f"{path}: bad safetensors file: {error}") from None
 
 
-def read_safetensors(path: os.PathLike) -> Dict[str, np.ndarray]:
-    """Every tensor of a safetensors file, as owned numpy arrays."""
-    tensors: Dict[str, np.ndarray] = {}
+def read_safetensors(path: os.PathLike, *, mmap: bool = False) -> Dict[str, np.ndarray]:
+    """Every tensor of a safetensors file: read-only views of the mapped file (mmap=True) or
+    owned arrays from the package's numpy API (mmap=False)."""
     try:
-        with safe_open(str(path), framework="numpy") as file:
-            for name in file.keys():
-                code = file.get_slice(name).get_dtype()
-                if code.startswith("F8_"):
-                    tensors[name] = _read_raw(path, name, code)
-                else:
-                    tensors[name] = file.get_tensor(name)
+        with safe_open(str(path), framework="numpy") as file:  # validates the whole header
+            names = list(file.keys())
+            codes = {name: file.get_slice(name).get_dtype() for name in names}
+            if mmap:
+                return _mapped_tensors(path, names, codes)
+            return {name: _copy_raw(path, name, codes[name]) if codes[name].startswith("F8_")
+                    else file.get_tensor(name) for name in names}
     except SafetensorError as error:
         raise CheckpointError(f"{path}: bad safetensors file: {error}") from None
+
+
+def _header(path: os.PathLike) -> Tuple[Dict[str, Any], int]:
+    """The JSON header (already validated by the package) and where the data buffer starts."""
+    with open(path, "rb") as file:
+        (header_length,) = struct.unpack("<Q", file.read(8))
+        return json.loads(file.read(header_length)), 8 + header_length
+
+
+def _mapped_tensors(path: os.PathLike, names: List[str], codes: Dict[str, str]) -> Dict[str, np.ndarray]:
+    header, data_start = _header(path)
+    with open(path, "rb") as file:
+        mapped = mmap_module.mmap(file.fileno(), 0, access=mmap_module.ACCESS_READ) if os.fstat(
+            file.fileno()).st_size > data_start else b""
+    tensors = {}
+    for name in names:
+        dtype = dtypes.numpy_dtype(DTYPE_NAMES.get(codes[name], ""))
+        if dtype is None:
+            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {codes[name]}")
+        begin, end = header[name]["data_offsets"]
+        shape = tuple(header[name]["shape"])
+        if end - begin != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
+            raise CheckpointError(f"{path}: tensor {name} has {end - begin} bytes for shape {shape}")
+        if end == begin:
+            tensors[name] = np.empty(shape, dtype)
+            continue
+        tensors[name] = np.frombuffer(mapped, dtype, count=(end - begin) // dtype.itemsize,
+                                      offset=data_start + begin).reshape(shape)
     return tensors
 
 
-def _read_raw(path: os.PathLike, name: str, code: str) -> np.ndarray:
+def _copy_raw(path: os.PathLike, name: str, code: str) -> np.ndarray:
     dtype = dtypes.numpy_dtype(DTYPE_NAMES.get(code, ""))
     if dtype is None:
         raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {code}")
+    header, data_start = _header(path)
+    begin, end = header[name]["data_offsets"]
     with open(path, "rb") as file:
-        (header_length,) = struct.unpack("<Q", file.read(8))
-        entry = json.loads(file.read(header_length))[name]
-        begin, end = entry["data_offsets"]
-        file.seek(8 + header_length + begin)
+        file.seek(data_start + begin)
         data = bytearray(file.read(end - begin))
-    return np.frombuffer(data, dtype).reshape(entry["shape"])
+    return np.frombuffer(data, dtype).reshape(header[name]["shape"])
 
 
 def write_safetensors(tensors: Mapping[str, np.ndarray], path: os.PathLike) -> None:

@@ -15,7 +15,19 @@ from huggingface_hub import load_torch_model, save_torch_state_dict
 
 import pickle_io
 from bridge.cli import main as hgf
-from tests.pickle_io_helpers import assert_same_tensor, numpy_bytes, torch_bytes
+from tests.pickle_io_helpers import (
+    assert_same_tensor,
+    dtype_name,
+    numpy_bytes,
+    random_tensor,
+    torch_bytes,
+)
+
+SAFETENSORS_DTYPES = [
+    torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32,
+    torch.int16, torch.int8, torch.uint8, torch.bool, torch.uint16, torch.uint32, torch.uint64,
+    torch.float8_e5m2, torch.float8_e4m3fn,
+]
 
 
 class Payload:
@@ -139,3 +151,18 @@ def test_cli_convert_keeps_tied_weights_once(tmp_path):
     assert loaded["wte"].untyped_storage().data_ptr() == loaded["lm_head"].untyped_storage().data_ptr()
     with zipfile.ZipFile(tmp_path / "out.bin") as archive:
         assert len([name for name in archive.namelist() if "/data/" in name]) == 1
+
+
+def test_safetensors_files_mapped_or_copied_match_the_package(tmp_path):
+    from safetensors.torch import save_file
+
+    tensors = {dtype_name(dtype): random_tensor(bytes(range(7, 200)), dtype, (3, 2))
+               for dtype in SAFETENSORS_DTYPES}
+    tensors["empty"] = torch.zeros(0, 4)
+    tensors["scalar"] = torch.tensor(1.5)
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    for mmap in (True, False):
+        loaded = pickle_io.load_sharded(tmp_path, mmap=mmap)
+        for name, tensor in tensors.items():
+            assert_same_tensor(loaded[name], tensor)
+            assert loaded[name].flags.writeable == (not mmap) or loaded[name].size == 0
