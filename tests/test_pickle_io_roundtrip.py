@@ -405,3 +405,14 @@ def test_open_materialises_nested_values(tmp_path):
             checkpoint.info("epoch")
     with pytest.raises(pickle_io.PickleIOError, match="closed"):
         checkpoint["model"]
+
+
+def test_missing_byteorder_record_means_little_endian(tmp_path):
+    state = {"x": torch.randn(4, dtype=torch.float64)}
+    torch.save(state, tmp_path / "t.bin")
+    with zipfile.ZipFile(tmp_path / "t.bin") as source, zipfile.ZipFile(
+            tmp_path / "old.bin", "w") as target:
+        for info in source.infolist():
+            if not info.filename.endswith("/byteorder"):  # as torch < 2.1 wrote them
+                target.writestr(info.filename, source.read(info))
+    assert_same_tensor(pickle_io.load(tmp_path / "old.bin")["x"], state["x"])
