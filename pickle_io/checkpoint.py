@@ -54,16 +54,19 @@ def detect_format(path: PathLike) -> str:
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither zip, legacy nor safetensors)")
 
 
-@contextlib.contextmanager
-def _torch_file(path: PathLike) -> Iterator[Union[ZipCheckpoint, LegacyCheckpoint]]:
-    kind = detect_format(path)
+TorchCheckpoint = Union[ZipCheckpoint, LegacyCheckpoint]
+
+
+def _read_torch_file(file: Any, path: PathLike, kind: str) -> TorchCheckpoint:
     if kind == "safetensors":
-        raise CheckpointError(f"{path}: a safetensors file, not a torch pickle")
+        raise CheckpointError(f"{path}: a safetensors file, not a torch checkpoint")
+    return ZipCheckpoint(file, str(path)) if kind == "zip" else LegacyCheckpoint(file, str(path))
+
+
+@contextlib.contextmanager
+def _torch_file(path: PathLike, kind: str) -> Iterator[TorchCheckpoint]:
     with builtins.open(path, "rb") as file:
-        if kind == "zip":
-            yield ZipCheckpoint(file, str(path))
-        else:
-            yield LegacyCheckpoint(file, str(path))
+        yield _read_torch_file(file, path, kind)
 
 
 def load(path: PathLike, *, mmap: bool = True) -> Any:
@@ -73,9 +76,10 @@ def load(path: PathLike, *, mmap: bool = True) -> Any:
     owned, writable arrays. Tensors that share a storage in the file share memory here, with
     their offsets and strides. A safetensors file gives its {name: array} dict.
     """
-    if detect_format(path) == "safetensors":
+    kind = detect_format(path)
+    if kind == "safetensors":
         return safetensors_io.read_safetensors(path, mmap=mmap)
-    with _torch_file(path) as checkpoint:
+    with _torch_file(path, kind) as checkpoint:
         return checkpoint.load(mmap=mmap)
 
 
@@ -87,11 +91,7 @@ class Checkpoint(Mapping):
         self.path = str(path)
         self._file = builtins.open(path, "rb")
         try:
-            kind = detect_format(path)
-            if kind == "safetensors":
-                raise CheckpointError(f"{path}: open() reads torch checkpoints; this is safetensors")
-            reader = ZipCheckpoint if kind == "zip" else LegacyCheckpoint
-            self._checkpoint = reader(self._file, self.path)
+            self._checkpoint = _read_torch_file(self._file, path, detect_format(path))
             entries = self._checkpoint.info_object()
             if not isinstance(entries, dict):
                 raise CheckpointError(f"{path}: holds a {type(entries).__name__}, not a state dict")
@@ -219,6 +219,6 @@ def inspect(path: PathLike) -> CheckpointSummary:
             tensors.append(TensorSummary(name, dtype_name, shape, dtype.itemsize * numel, None))
         return CheckpointSummary(str(path), kind, tensors)
     found: List[TensorSummary] = []
-    with _torch_file(path) as checkpoint:
+    with _torch_file(path, kind) as checkpoint:
         _flatten(checkpoint.info_object(), "", found)
     return CheckpointSummary(str(path), kind, found)
