@@ -212,7 +212,7 @@ def inflate(data: bytes, size: int, what: str) -> bytes:
 
 
 @dataclass
-class _Placed:
+class PlacedRecord:
     name: bytes
     payload: memoryview
     header_offset: int
@@ -231,7 +231,8 @@ def _zip64_extra(values: Sequence[int]) -> bytes:
     return struct.pack(f"<HH{len(values)}Q", _ZIP64_EXTRA_ID, 8 * len(values), *values)
 
 
-def _place(records: Sequence[Tuple[str, memoryview]]) -> Tuple[List[_Placed], int]:
+def place_records(records: Sequence[Tuple[str, memoryview]]) -> Tuple[List[PlacedRecord], int]:
+    """Where each record's local header and payload go, and where the central directory starts."""
     placed = []
     offset = 0
     for name, payload in records:
@@ -246,7 +247,7 @@ def _place(records: Sequence[Tuple[str, memoryview]]) -> Tuple[List[_Placed], in
                                     0, 0, 0, stated, stated, len(encoded), len(extra))
         header += encoded + extra
         assert len(header) == header_length
-        placed.append(_Placed(encoded, payload, offset, header, offset + header_length))
+        placed.append(PlacedRecord(encoded, payload, offset, header, offset + header_length))
         offset += header_length + size
     return placed, offset
 
@@ -256,7 +257,7 @@ def _clamp(value: int, limit: int) -> int:
     return limit if value >= min(limit, ZIP64_LIMIT) else value
 
 
-def _central_directory(placed: Sequence[_Placed], crcs: Sequence[int], start: int) -> bytes:
+def _central_directory(placed: Sequence[PlacedRecord], crcs: Sequence[int], start: int) -> bytes:
     parts = []
     for record, crc in zip(placed, crcs):
         size = record.payload.nbytes
@@ -298,12 +299,18 @@ def write_zip(fd: int, records: Sequence[Tuple[str, memoryview]]) -> None:
     Payloads go straight from the callers' buffers to the file; their CRC-32s are computed on
     worker threads meanwhile, and the local headers are filled in once they are known.
     """
-    placed, directory_start = _place(records)
+    placed, directory_start = place_records(records)
     with concurrent.futures.ThreadPoolExecutor(max_workers=CRC_THREADS) as pool:
         crc = ParallelCrc32(pool, [record.payload for record in placed])
         for record in placed:
             _pwrite_all(fd, record.payload, record.payload_offset)
         crcs = crc.results()
+    write_headers(fd, placed, crcs, directory_start)
+
+
+def write_headers(fd: int, placed: Sequence[PlacedRecord], crcs: Sequence[int],
+                  directory_start: int) -> None:
+    """Write the local headers (with their CRCs) and the central directory around payloads."""
     for record, crc in zip(placed, crcs):
         header = bytearray(record.header)
         struct.pack_into("<L", header, 14, crc)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -416,3 +417,69 @@ def test_missing_byteorder_record_means_little_endian(tmp_path):
             if not info.filename.endswith("/byteorder"):  # as torch < 2.1 wrote them
                 target.writestr(info.filename, source.read(info))
     assert_same_tensor(pickle_io.load(tmp_path / "old.bin")["x"], state["x"])
+
+
+class _HolePayload:
+    """A payload of `nbytes` zero bytes that is never written: the file keeps a sparse hole."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+
+
+def _crc32_of_zeros(count: int) -> int:
+    from pickle_io.crc32 import crc32_combine
+
+    crc, block, length = 0, zlib.crc32(b"\0"), 1
+    while count:
+        if count & 1:
+            crc = crc32_combine(crc, block, length)
+        block, length = crc32_combine(block, block, length), length * 2
+        count >>= 1
+    return crc
+
+
+def test_real_zip64_file_over_4_gib_sparse(tmp_path):
+    """A 5 GiB uint8 tensor and a small one after it (its header offset beyond 4 GiB): the
+    writer's own layout, headers and central directory, with the big payload left as a sparse
+    hole so nothing is written. torch.load(mmap=True) and zipfile read it; so do we."""
+    from pickle_io.pickler import Pickler
+    from pickle_io.storage_plan import PlannedStorage, PlannedTensor
+    from pickle_io.torch_zip import zip_persistent_id
+
+    big_size = 5 * 2**30 + 3
+    assert _crc32_of_zeros(12345) == zlib.crc32(bytes(12345))
+    small = np.arange(5, dtype=np.int16)
+    big_storage = PlannedStorage("0", "uint8", big_size, _HolePayload(big_size))
+    small_storage = PlannedStorage("1", "int16", 5, memoryview(small).cast("B"))
+    big_marker, small_marker = np.empty(0), np.empty(0)  # stand-ins the pickler looks up by id
+    tensors = {id(big_marker): PlannedTensor(big_storage, 0, (big_size,), (1,)),
+               id(small_marker): PlannedTensor(small_storage, 0, (5,), (1,))}
+    pickle_bytes = Pickler(tensors, zip_persistent_id).dump({"big": big_marker, "small": small_marker})
+    records = [("archive/data.pkl", memoryview(pickle_bytes)), ("archive/byteorder", memoryview(b"little")),
+               ("archive/data/0", big_storage.data), ("archive/data/1", small_storage.data),
+               ("archive/version", memoryview(b"3\n"))]
+    placed, directory_start = zipformat.place_records(records)
+    path = tmp_path / "huge.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    try:
+        os.ftruncate(fd, directory_start)  # a hole: the 5 GiB of zeros take no disk space
+        crcs = []
+        for record in placed:
+            if isinstance(record.payload, _HolePayload):
+                crcs.append(_crc32_of_zeros(record.payload.nbytes))
+            else:
+                os.pwrite(fd, record.payload, record.payload_offset)
+                crcs.append(zlib.crc32(record.payload))
+        zipformat.write_headers(fd, placed, crcs, directory_start)
+    finally:
+        os.close(fd)
+    assert placed[3].header_offset > 2**32
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("archive/data/0").file_size == big_size
+        assert archive.read("archive/data/1") == small.tobytes()  # CRC checked
+    theirs = torch.load(path, weights_only=True, mmap=True)
+    ours = pickle_io.load(path)
+    assert theirs["big"].shape == (big_size,) and ours["big"].shape == (big_size,)
+    assert int(theirs["big"][-1]) == 0 == int(ours["big"][-1])
+    assert_same_tensor(ours["small"], theirs["small"])
+    assert numpy_bytes(ours["small"]) == small.tobytes()
