@@ -171,6 +171,13 @@ def _builtin_complex(vm, real=0.0, imag=0.0):
     return complex(real, imag)
 
 
+def _builtin_bytes(vm, data=b""):
+    # Protocol 2 pickles b"" as bytes() (other bytes go through _codecs.encode).
+    if not isinstance(data, (bytes, bytearray)):
+        raise CheckpointError(f"bytes() of {type(data).__name__}")
+    return bytes(data)
+
+
 def _builtin_bytearray(vm, data=b""):
     if not isinstance(data, (bytes, bytearray)):
         raise CheckpointError(f"bytearray() of {type(data).__name__}")
@@ -201,6 +208,7 @@ def _build_allowlist() -> Dict[Tuple[str, str], Any]:
         allow_callable(module, "frozenset", _builtin_frozenset)
         allow_callable(module, "complex", _builtin_complex)
         allow_callable(module, "bytearray", _builtin_bytearray)
+        allow_callable(module, "bytes", _builtin_bytes)
     for module, name in (("torch", "Tensor"), ("torch._tensor", "Tensor"),
                          ("torch.nn.parameter", "Parameter")):
         allowed[(module, name)] = TensorClass(f"{module}.{name}")

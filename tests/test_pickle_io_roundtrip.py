@@ -137,6 +137,7 @@ def test_state_dict_metadata_is_an_attribute_and_survives(tmp_path):
 def test_nested_python_values_round_trip(tmp_path):
     value = {"ints": [0, 1, 255, 256, 65535, 65536, -1, 2**31, -(2**31) - 1, 2**100],
              "floats": (0.5, float("inf"), -0.0), "text": "héllo ✓", "bytes": b"\x00\xff",
+             "empty": [b"", bytearray(), ""],
              "nested": {1: [None, True, False, ()], (1, 2): {"a"}}, "complex": 1 + 2j,
              "bytearray": bytearray(b"ab")}
     pickle_io.save(value, tmp_path / "v.bin")
