@@ -259,3 +259,26 @@ def test_generate_stops_at_eos_and_pads_like_transformers():
     assert torch.equal(actual, expected)
     finished_at = (actual[0, 4:] == eos).nonzero()[0, 0] + 4
     assert (actual[0, finished_at + 1 :] == ours.config.pad_token_id).all()
+
+
+NO_DROPOUT = {
+    "bert": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+    "roberta": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+    "gpt2": dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0),
+}
+
+
+@pytest.mark.parametrize(
+    "family, task", [("bert", "formaskedlm"), ("roberta", "forsequenceclassification"), ("gpt2", "doubleheadsmodel")]
+)
+def test_training_gradients_match(family, task):
+    """In train mode (dropout off, so both sides are deterministic) every parameter gets the same gradient."""
+    theirs, ours = make_pair(family, task, **NO_DROPOUT[family])
+    theirs.train(), ours.train()
+    inputs = make_inputs(family, task)
+    for model in (theirs, ours):
+        outputs = model(**inputs)
+        (outputs.loss + (outputs.mc_loss if family == "gpt2" else 0)).backward()
+    their_parameters = dict(theirs.named_parameters())
+    for name, parameter in ours.named_parameters():
+        torch.testing.assert_close(parameter.grad, their_parameters[name].grad, atol=ATOL, rtol=0, msg=name)
