@@ -80,6 +80,7 @@ def test_hgf_passes_loading_options(bert_dir):
     model = hgf(f"{directory}:forpretraining", torch_dtype=torch.bfloat16, strict=True)
     assert model.dtype == torch.bfloat16
     assert isinstance(hgf(f"{directory}:model"), BertModel)
+    assert hgf(f"{directory}:model", device="cpu").device == torch.device("cpu")
     inputs = make_inputs("bert", "forpretraining")
     assert_outputs_match(run(theirs, inputs), run(hgf(f"{directory}:forpretraining"), inputs))
 

@@ -246,6 +246,8 @@ def test_half_precision_checkpoints_load_and_run(tmp_path, dtype, safe_serializa
     torch.testing.assert_close(actual.float(), expected.float(), atol=5e-2, rtol=0)
     upcast = load_quietly(GPT2LMHeadModel, tmp_path, torch_dtype=torch.float32)
     assert upcast.dtype == torch.float32
+    assert load_quietly(GPT2LMHeadModel, tmp_path, torch_dtype="float32").dtype == torch.float32
+    assert load_quietly(GPT2LMHeadModel, tmp_path, torch_dtype="auto").dtype == dtype
     ours.save_pretrained(tmp_path / "again")
     assert json.loads((tmp_path / "again" / "config.json").read_text())["dtype"] == str(dtype)[len("torch."):]
     assert load_quietly(GPT2LMHeadModel, tmp_path / "again").dtype == dtype

@@ -128,7 +128,7 @@ class PretrainedModel(nn.Module):
         source: Source,
         *,
         revision: Optional[str] = None,
-        torch_dtype: Optional[torch.dtype] = None,
+        torch_dtype: Union[torch.dtype, str, None] = None,
         device: Union[str, torch.device, None] = None,
         strict: bool = False,
     ) -> "PretrainedModel":
@@ -154,7 +154,7 @@ class PretrainedModel(nn.Module):
         config: PretrainedConfig,
         state_dict: Mapping[str, Union[Tensor, np.ndarray]],
         *,
-        torch_dtype: Optional[torch.dtype] = None,
+        torch_dtype: Union[torch.dtype, str, None] = None,
         device: Union[str, torch.device, None] = None,
         strict: bool = False,
     ) -> "PretrainedModel":
@@ -164,6 +164,7 @@ class PretrainedModel(nn.Module):
         rules. Arrays are adopted without a copy where dtype and device allow.
         """
         device = torch.device(device or "cpu")
+        torch_dtype = _resolve_dtype(torch_dtype)
         with torch.device("meta"):
             model = cls(config)
         mapping, unused = model._match_checkpoint_keys(list(state_dict))
@@ -282,6 +283,19 @@ def _mismatch_message(model: str, unused: List[str], missing: List[str]) -> str:
     if missing:
         parts.append(f"weights missing from the checkpoint: {', '.join(missing)}")
     return f"{model} does not match the checkpoint (strict=True): " + "; ".join(parts)
+
+
+def _resolve_dtype(torch_dtype: Union[torch.dtype, str, None]) -> Optional[torch.dtype]:
+    """A torch dtype from a dtype, its name ("bfloat16", "torch.float16") or "auto"/None (the checkpoint's)."""
+    if torch_dtype is None or isinstance(torch_dtype, torch.dtype):
+        return torch_dtype
+    name = str(torch_dtype).replace("torch.", "")
+    if name == "auto":
+        return None
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"torch_dtype {torch_dtype!r} is not a floating-point torch dtype")
+    return dtype
 
 
 def _checkpoint_dtype(state_dict: Mapping[str, Any]) -> Optional[torch.dtype]:
