@@ -20,7 +20,7 @@ from pickle_io.errors import CheckpointError, PickleIOError
 from pickle_io.legacy import LegacyCheckpoint, starts_like_legacy, write_legacy_checkpoint
 from pickle_io.pickler import iter_arrays
 from pickle_io.storage_plan import StoragePlan
-from pickle_io.tensors import ArraySource, TensorInfo
+from pickle_io.tensors import ArraySource, TensorInfo, materialize
 from pickle_io.torch_zip import ZipCheckpoint, write_zip_checkpoint
 from pickle_io.zipformat import ZipReader
 
@@ -113,18 +113,7 @@ class Checkpoint(Mapping):
         entry = self._entries[name]
         if self._file.closed:
             raise PickleIOError(f"{self.path}: the checkpoint is closed; read tensors inside `with`")
-        return self._materialize(entry)
-
-    def _materialize(self, value: Any) -> Any:
-        if isinstance(value, TensorInfo):
-            storage = self._source.storage(value.storage)
-            return self._source.tensor(storage, value.dtype.name, value.offset, value.shape,
-                                       value.stride)
-        if isinstance(value, dict):
-            return type(value)((key, self._materialize(item)) for key, item in value.items())
-        if isinstance(value, (list, tuple)):
-            return type(value)(self._materialize(item) for item in value)
-        return value
+        return materialize(entry, self._source, self.path)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -6,7 +6,8 @@ list of storage keys. Then, for each key in that list's order, an int64 element 
 storage's bytes. The storages are contiguous in the file, so unlike torch we can map them.
 
 Where each storage starts depends on the element size of every storage before it, which only the
-object pickle tells; so the object is first read once for metadata (cheap: no data is touched).
+object pickle tells; so the object is read once with tensor metadata in place of tensors, the
+storages are located, and then the metadata is turned into arrays.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pickle_io.atomic_file import write_all
 from pickle_io.errors import CheckpointError, PickleIOError
 from pickle_io.pickler import V3_DTYPES, GlobalRef, Pickler, storage_class
 from pickle_io.storage_plan import PlannedStorage, StoragePlan
-from pickle_io.tensors import ArraySource, InfoSource, storage_dtype
+from pickle_io.tensors import ArraySource, InfoSource, materialize, storage_dtype
 from pickle_io.torch_zip import read_owned
 from pickle_io.unpickler import unpickle
 
@@ -59,7 +60,6 @@ class LegacyCheckpoint:
         if not isinstance(sys_info, dict):
             raise CheckpointError(f"{filename}: legacy sys_info is not a dict")
         self.big_endian = sys_info.get("little_endian", True) is False
-        self.object_start = position
         info = InfoSource(filename=filename)
         self._info_object, position = unpickle(self.data, filename=filename, source=info,
                                                start=position)
@@ -109,8 +109,7 @@ class LegacyCheckpoint:
         return ArraySource(read_record, filename=self.filename, big_endian=self.big_endian)
 
     def load(self, *, mmap: bool) -> Any:
-        return unpickle(self.data, filename=self.filename, source=self.array_source(mmap=mmap),
-                        start=self.object_start)[0]
+        return materialize(self._info_object, self.array_source(mmap=mmap), self.filename)
 
 
 def _legacy_persistent_id(storage: PlannedStorage) -> tuple:

@@ -9,7 +9,7 @@ Every offset, size and stride is checked against the storage before numpy sees i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -220,3 +220,43 @@ class InfoSource:
         check_layout(dtype, offset, shape, stride, storage_nbytes(storage, self.filename),
                      f"{self.filename}: storage {storage.key}")
         return TensorInfo(dtype, tuple(shape), tuple(stride), offset, storage)
+
+
+def materialize(value: Any, source: ArraySource, filename: str) -> Any:
+    """A copy of an object read with `InfoSource`, every `TensorInfo` replaced by its array.
+
+    Structure is kept exactly as the unpickler built it: a part reached twice (the same tensor
+    named twice, a shared list) is copied once and shared, and an OrderedDict's attributes
+    (`_metadata`) are copied too. Cheaper than running the pickle a second time."""
+    copies: Dict[int, Any] = {}
+
+    def copy(item: Any) -> Any:
+        known = copies.get(id(item))
+        if known is not None:
+            return known
+        if isinstance(item, TensorInfo):
+            result = source.tensor(source.storage(item.storage), item.dtype.name, item.offset,
+                                   item.shape, item.stride)
+        elif isinstance(item, dict):
+            result = copies[id(item)] = type(item)()
+            for key, entry in item.items():
+                result[copy(key)] = copy(entry)
+            attributes = getattr(item, "__dict__", None)
+            if attributes:
+                vars(result).update((name, copy(entry)) for name, entry in attributes.items())
+            return result
+        elif isinstance(item, list):
+            result = copies[id(item)] = []
+            result.extend(copy(entry) for entry in item)
+            return result
+        elif isinstance(item, (tuple, set, frozenset)):
+            result = type(item)(copy(entry) for entry in item)
+        else:
+            return item  # str, bytes, numbers, None: immutable, shared as they are
+        copies[id(item)] = result
+        return result
+
+    try:
+        return copy(value)
+    except RecursionError:
+        raise CheckpointError(f"{filename}: object nests too deeply") from None

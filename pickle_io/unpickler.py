@@ -304,6 +304,12 @@ class Unpickler:
         self.position += count
         return chunk
 
+    def _read_byte(self) -> int:
+        if self.position >= self.end:
+            raise CheckpointError(f"{self.filename}: truncated pickle at byte {self.position}")
+        self.position += 1
+        return self.data[self.position - 1]
+
     def _read_line(self) -> bytes:
         newline = self.data.find(b"\n", self.position, self.end)
         if newline < 0:
@@ -384,7 +390,7 @@ class Unpickler:
     # -- opcodes, grouped as in pickletools --
 
     def op_proto(self):
-        version = self._read(1)[0]
+        version = self._read_byte()
         if version > HIGHEST_PROTOCOL:
             raise CheckpointError(f"{self.filename}: unsupported pickle protocol {version}")
 
@@ -425,7 +431,7 @@ class Unpickler:
         self.stack.append(int.from_bytes(self._read(4), "little", signed=True))
 
     def op_binint1(self):
-        self.stack.append(self._read(1)[0])
+        self.stack.append(self._read_byte())
 
     def op_binint2(self):
         self.stack.append(self._read_uint(2))
@@ -435,7 +441,7 @@ class Unpickler:
         self.stack.append(int(line[:-1] if line.endswith(b"L") else line))
 
     def op_long1(self):
-        self.stack.append(int.from_bytes(self._read(self._read(1)[0]), "little", signed=True))
+        self.stack.append(int.from_bytes(self._read(self._read_byte()), "little", signed=True))
 
     def op_long4(self):
         length = int.from_bytes(self._read(4), "little", signed=True)
@@ -473,7 +479,7 @@ class Unpickler:
         self.stack.append(self._read(length).decode("latin1"))
 
     def op_short_binstring(self):
-        self.stack.append(self._read(self._read(1)[0]).decode("latin1"))
+        self.stack.append(self._read(self._read_byte()).decode("latin1"))
 
     def op_unicode(self):
         self.stack.append(self._read_line().decode("raw_unicode_escape"))
@@ -482,7 +488,7 @@ class Unpickler:
         self.stack.append(str(self._read(length), "utf-8", "surrogatepass"))
 
     def op_short_binunicode(self):
-        self._push_text(self._read(1)[0])
+        self._push_text(self._read_byte())
 
     def op_binunicode(self):
         self._push_text(self._read_uint(4))
@@ -491,7 +497,7 @@ class Unpickler:
         self._push_text(self._read_uint(8))
 
     def op_short_binbytes(self):
-        self.stack.append(bytes(self._read(self._read(1)[0])))
+        self.stack.append(bytes(self._read(self._read_byte())))
 
     def op_binbytes(self):
         self.stack.append(bytes(self._read(self._read_uint(4))))
@@ -591,7 +597,7 @@ class Unpickler:
         self._get(int(self._read_line()))
 
     def op_binget(self):
-        self._get(self._read(1)[0])
+        self._get(self._read_byte())
 
     def op_long_binget(self):
         self._get(self._read_uint(4))
@@ -600,7 +606,7 @@ class Unpickler:
         self.memo[int(self._read_line())] = self._top()
 
     def op_binput(self):
-        self.memo[self._read(1)[0]] = self._top()
+        self.memo[self._read_byte()] = self._top()
 
     def op_long_binput(self):
         self.memo[self._read_uint(4)] = self._top()
