@@ -282,3 +282,17 @@ def test_training_gradients_match(family, task):
     their_parameters = dict(theirs.named_parameters())
     for name, parameter in ours.named_parameters():
         torch.testing.assert_close(parameter.grad, their_parameters[name].grad, atol=ATOL, rtol=0, msg=name)
+
+
+def test_generate_from_left_padded_prompts_equals_transformers():
+    theirs, ours = make_pair("gpt2", "lmheadmodel")
+    prompt = torch.randint(3, VOCAB - 1, (3, 6), generator=torch.Generator().manual_seed(7))
+    mask = torch.ones_like(prompt)
+    mask[1, :2] = 0
+    mask[2, :4] = 0
+    prompt = prompt.masked_fill(mask == 0, 0)
+    expected = theirs.generate(prompt, attention_mask=mask, max_new_tokens=10, do_sample=False)
+    actual = ours.generate(prompt, max_new_tokens=10, attention_mask=mask)
+    assert torch.equal(actual, expected)
+    unpadded = ours.generate(prompt[2:, 4:], max_new_tokens=10)  # the padding changed nothing
+    assert torch.equal(actual[2:, 4:], unpadded)

@@ -249,6 +249,8 @@ class GPT2LMHeadModel(GPT2PretrainedModel):
         do_sample: bool = False,
         top_k: Optional[int] = None,
         temperature: float = 1.0,
+        *,
+        attention_mask: Optional[Tensor] = None,
         generator: Optional[torch.Generator] = None,
     ) -> Tensor:
         """The prompts (batch, tokens) followed by up to `max_new_tokens` generated tokens.
@@ -257,19 +259,29 @@ class GPT2LMHeadModel(GPT2PretrainedModel):
         temperature), restricted to the `top_k` most likely tokens when given. Each step feeds only
         the new token, reusing the key/value cache. As in transformers, a sequence that produced
         `eos_token_id` is continued with `pad_token_id` (or eos), and generation stops once every
-        sequence has. Prompts must not be padded.
+        sequence has. Prompts of different lengths are left-padded and given an `attention_mask`;
+        positions then count real tokens only, as transformers counts them.
         """
         eos_ids = self.config.eos_token_id
         eos_ids = [] if eos_ids is None else [eos_ids] if isinstance(eos_ids, int) else list(eos_ids)
         pad_id = self.config.pad_token_id if self.config.pad_token_id is not None else (eos_ids or [0])[0]
         eos = torch.tensor(eos_ids, dtype=input_ids.dtype, device=input_ids.device)
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        position_ids = None
+        if attention_mask is not None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
 
         sequences = input_ids
         step_input = input_ids
         past = None
         for _ in range(max_new_tokens):
-            outputs = self(step_input, past_key_values=past, use_cache=True)
+            outputs = self(
+                step_input,
+                past_key_values=past,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+            )
             past = outputs.past_key_values
             next_tokens = _choose_tokens(outputs.logits[:, -1, :].float(), do_sample, top_k, temperature, generator)
             next_tokens = torch.where(finished, torch.full_like(next_tokens, pad_id), next_tokens)
@@ -278,6 +290,9 @@ class GPT2LMHeadModel(GPT2PretrainedModel):
             if bool(finished.all()):
                 break
             step_input = next_tokens[:, None]
+            if attention_mask is not None:
+                attention_mask = torch.cat((attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)), dim=1)
+                position_ids = position_ids[:, -1:] + 1
         return sequences
 
 
