@@ -54,7 +54,7 @@ def run(quick: bool) -> List[Row]:
     batch, tokens = (2, 32) if quick else (8, 128)
     ids = torch.randint(0, 30000, (batch, tokens), generator=torch.Generator().manual_seed(0))
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    shape = f"batch {batch} x {tokens}, fp32"
+    shape = f"batch {batch} x {tokens}, fp32" + (", 2 layers" if quick else "")
     rows = []
 
     theirs, ours = _pair("bert", "BertModel", quick)
@@ -71,7 +71,8 @@ def run(quick: bool) -> List[Row]:
             transformers.BertModel.from_pretrained(directory)
 
         ours_s, peer_s = interleaved(load_ours, load_theirs, repeat=repeat)
-        rows.append(Row(AREA, "BertModel.from_pretrained, BERT-base safetensors dir", ours_s, "transformers 5.23", peer_s, TARGET))
+        what = "BertModel.from_pretrained, BERT-base safetensors dir"
+        rows.append(Row(AREA, what, ours_s, "transformers 5.23", peer_s, TARGET))
 
     theirs, ours = _pair("gpt2", "GPT2LMHeadModel", quick)
     rows.append(_forward_row(f"GPT2LMHeadModel forward, GPT-2 small, {shape}", theirs, ours, inputs, repeat))

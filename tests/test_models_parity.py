@@ -67,7 +67,8 @@ def make_inputs(family, task, generator=None):
     def labels(high, shape):
         return torch.randint(0, high, shape, generator=generator)
 
-    token_labels = labels(VOCAB, (BATCH, TOKENS)).masked_fill(torch.rand(BATCH, TOKENS, generator=generator) < 0.5, -100)
+    unlabelled = torch.rand(BATCH, TOKENS, generator=generator) < 0.5
+    token_labels = labels(VOCAB, (BATCH, TOKENS)).masked_fill(unlabelled, -100)
     if task == "forpretraining":
         inputs.update(labels=token_labels, next_sentence_label=labels(2, (BATCH,)))
     elif task in ("lmheadmodel", "forcausallm"):
@@ -164,7 +165,8 @@ def test_hidden_states_and_attentions_match(family):
     actual = run(ours, inputs, output_hidden_states=True, output_attentions=True)
     assert len(actual.hidden_states) == len(expected.hidden_states) == 3
     assert len(actual.attentions) == len(expected.attentions) == 2
-    for ours_tensor, their_tensor in zip(actual.hidden_states + actual.attentions, expected.hidden_states + expected.attentions):
+    ours_tensors = actual.hidden_states + actual.attentions
+    for ours_tensor, their_tensor in zip(ours_tensors, expected.hidden_states + expected.attentions):
         torch.testing.assert_close(ours_tensor, their_tensor, atol=ATOL, rtol=0)
     plain = run(ours, inputs)
     assert plain.hidden_states is None and plain.attentions is None
