@@ -254,3 +254,16 @@ def test_fuzzed_checkpoints_only_raise_pickle_io_errors(tmp_path_factory, seed, 
             call()
         except pickle_io.PickleIOError:
             pass
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_scan_finds_nothing_in_clean_torch_files(tmp_path, protocol, legacy):
+    """No false alarms: STACK_GLOBAL names traced through MEMOIZE/BINGET, sets, bytes, dtypes."""
+    state = {"sd": torch.nn.Linear(3, 2).state_dict(), "b": b"xy", "s": {1, 2},
+             "half": torch.ones(2, dtype=torch.bfloat16)}
+    if not legacy:
+        state["f8"] = torch.ones(2, dtype=torch.float8_e4m3fn)
+    torch.save(state, tmp_path / "m.bin", pickle_protocol=protocol,
+               _use_new_zipfile_serialization=not legacy)
+    assert scan(tmp_path / "m.bin") == []
