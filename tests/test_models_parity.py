@@ -244,11 +244,17 @@ def test_outputs_index_like_transformers():
     theirs, ours = make_pair("bert", "formaskedlm")
     inputs = make_inputs("bert", "formaskedlm")
     expected, actual = run(theirs, inputs), run(ours, inputs)
-    assert len(actual) == len(expected.to_tuple()) == 2
+    assert list(actual) == list(expected) == ["loss", "logits"]  # names of the fields that are set
+    assert len(actual) == len(expected) == 2
     torch.testing.assert_close(actual[0], expected[0], atol=ATOL, rtol=0)  # the loss comes first
     torch.testing.assert_close(actual["logits"], expected["logits"], atol=ATOL, rtol=0)
-    loss, logits = actual
+    assert dict(actual).keys() == dict(expected).keys()
+    loss, logits = actual.to_tuple()
     assert logits is actual.logits
+    with pytest.raises(KeyError):
+        actual["hidden_states"]  # not set: absent, as in transformers
+    with pytest.raises(KeyError):
+        expected["hidden_states"]
 
 
 def test_generate_stops_at_eos_and_pads_like_transformers():

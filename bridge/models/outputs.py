@@ -8,7 +8,7 @@ Fields are read as attributes (`output.logits`), by name (`output["logits"]`) or
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import torch
 
@@ -18,22 +18,37 @@ PastKeyValues = Tuple[Tuple[Tensor, Tensor], ...]
 
 
 class ModelOutput:
-    """Attribute, name and position access to the fields of an output dataclass."""
+    """Attribute, name and position access to the fields of an output dataclass.
+
+    Like transformers' `ModelOutput` (an ordered dict of the fields that are set): `out[0]` and
+    `to_tuple()` give values, iteration and `keys()` give field names, `dict(out)` works.
+    """
+
+    def keys(self) -> List[str]:
+        """The names of the fields that are set (not None), in declaration order."""
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def values(self) -> List[Any]:
+        return [getattr(self, name) for name in self.keys()]
+
+    def items(self) -> List[Tuple[str, Any]]:
+        return [(name, getattr(self, name)) for name in self.keys()]
 
     def to_tuple(self) -> Tuple[Any, ...]:
-        """The fields that are set (not None), in declaration order."""
-        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
+        return tuple(self.values())
 
     def __getitem__(self, key: Union[int, slice, str]) -> Any:
         if isinstance(key, str):
+            if getattr(self, key, None) is None:
+                raise KeyError(key)
             return getattr(self, key)
         return self.to_tuple()[key]
 
-    def __iter__(self):
-        return iter(self.to_tuple())
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
 
     def __len__(self) -> int:
-        return len(self.to_tuple())
+        return len(self.keys())
 
 
 @dataclass

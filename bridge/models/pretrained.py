@@ -264,7 +264,7 @@ class PretrainedModel(nn.Module):
             arrays, directory, safe_serialization=safe_serialization, max_shard_size=max_shard_size
         )
         self.config.architectures = [type(self).__name__]
-        self.config.dtype = str(next(self.parameters()).dtype).replace("torch.", "")
+        self.config.dtype = str(self.dtype).replace("torch.", "")
         self.config.save_pretrained(directory)
 
     @property
