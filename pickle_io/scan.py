@@ -12,6 +12,7 @@ import io
 import mmap
 import os
 import pickletools
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -82,6 +83,12 @@ def _check_global(module: str, name: str, where: str, findings: List[Finding]) -
 
 def scan(path: os.PathLike) -> List[Finding]:
     """Everything unsafe or malformed in a checkpoint; an empty list when it is clean."""
+    with warnings.catch_warnings():  # genops warns about odd escapes in malformed strings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _scan_file(path)
+
+
+def _scan_file(path: os.PathLike) -> List[Finding]:
     with builtins.open(path, "rb") as file:
         head = file.read(8)
     if head.startswith(SEVEN_ZIP_MAGIC):

@@ -267,3 +267,10 @@ def test_scan_finds_nothing_in_clean_torch_files(tmp_path, protocol, legacy):
     torch.save(state, tmp_path / "m.bin", pickle_protocol=protocol,
                _use_new_zipfile_serialization=not legacy)
     assert scan(tmp_path / "m.bin") == []
+
+
+def test_scan_reports_a_payload_before_a_broken_pickle(tmp_path):
+    data = pickle.dumps(SystemCall("true"), protocol=2)[:-1] + b"\xff\xff garbage"
+    findings = scan(zip_checkpoint(tmp_path / "evil.bin", data))
+    whats = [finding.what for finding in findings]
+    assert any("system" in what for what in whats) and any("malformed" in what for what in whats)
