@@ -23,8 +23,9 @@ from pickle_io.errors import CheckpointError, PickleIOError
 from pickle_io.zipformat import is_safe_entry_name
 
 PathLike = Union[str, os.PathLike]
-INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-SINGLE_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
+# Where a checkpoint directory's tensors are, in order of preference.
+SEARCH_ORDER = ("model.safetensors.index.json", "model.safetensors",
+                "pytorch_model.bin.index.json", "pytorch_model.bin")
 _SHARD_STEMS = {"safetensors": ("model", ".safetensors"), "bin": ("pytorch_model", ".bin")}
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -51,7 +52,7 @@ def _load_file(path: Path, mmap: bool) -> Dict[str, np.ndarray]:
     return _state_dict_of(checkpoint.load(path, mmap=mmap), path)
 
 
-def _load_index(index_path: Path, mmap: bool) -> Dict[str, np.ndarray]:
+def _read_weight_map(index_path: Path) -> Dict[str, str]:
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
@@ -60,39 +61,55 @@ def _load_index(index_path: Path, mmap: bool) -> Dict[str, np.ndarray]:
     if not isinstance(weight_map, dict) or not all(
             isinstance(name, str) and isinstance(shard, str) for name, shard in weight_map.items()):
         raise CheckpointError(f"{index_path}: no weight_map of {{tensor name: shard file}}")
-    shards: Dict[str, Dict[str, np.ndarray]] = {}
-    for shard in dict.fromkeys(weight_map.values()):
+    for shard in weight_map.values():
         if not is_safe_entry_name(shard):
             raise CheckpointError(f"{index_path}: unsafe shard file name {shard!r}")
-        shard_path = index_path.parent / shard
-        if not shard_path.is_file():
-            raise CheckpointError(f"{index_path}: shard {shard} is missing")
-        shards[shard] = _load_file(shard_path, mmap)
-    result = {}
-    for name, shard in weight_map.items():
-        if name not in shards[shard]:
-            raise CheckpointError(f"{index_path}: tensor {name} is not in shard {shard}")
-        result[name] = shards[shard][name]
-    return result
+    return weight_map
+
+
+def resolve_checkpoint(dir_or_index: PathLike) -> Path:
+    """The file a checkpoint path stands for: itself (a checkpoint file or an `*.index.json`), or
+    for a directory its index or single file, safetensors preferred, as transformers does."""
+    path = Path(dir_or_index)
+    if path.is_dir():
+        for name in SEARCH_ORDER:
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: no {', '.join(SEARCH_ORDER)} in this directory")
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return path
+
+
+def checkpoint_files(dir_or_index: PathLike) -> List[Path]:
+    """Every file holding tensors of a checkpoint: its shards in index order, or the one file."""
+    path = resolve_checkpoint(dir_or_index)
+    if not path.name.endswith(".json"):
+        return [path]
+    return [path.parent / shard for shard in dict.fromkeys(_read_weight_map(path).values())]
 
 
 def load_sharded(dir_or_index: PathLike, *, mmap: bool = True) -> Dict[str, np.ndarray]:
     """{name: array} of a Hugging Face checkpoint: an `*.index.json` path, a directory holding
-    one (safetensors preferred), or a directory holding a single model.safetensors (preferred)
-    or pytorch_model.bin. A single checkpoint file is accepted too."""
-    path = Path(dir_or_index)
-    if path.is_dir():
-        for name in INDEX_NAMES + SINGLE_FILE_NAMES:
-            candidate = path / name
-            if candidate.is_file():
-                return load_sharded(candidate, mmap=mmap)
-        raise CheckpointError(
-            f"{path}: no {', '.join(INDEX_NAMES + SINGLE_FILE_NAMES)} in this directory")
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.name.endswith(".json"):
-        return _load_index(path, mmap)
-    return _load_file(path, mmap)
+    one, or a directory holding a single model.safetensors or pytorch_model.bin (safetensors
+    preferred). A single checkpoint file is accepted too. Only the tensors an index lists are
+    returned; a missing shard or tensor is a CheckpointError."""
+    path = resolve_checkpoint(dir_or_index)
+    if not path.name.endswith(".json"):
+        return _load_file(path, mmap)
+    weight_map = _read_weight_map(path)
+    shards: Dict[str, Dict[str, np.ndarray]] = {}
+    for shard in dict.fromkeys(weight_map.values()):
+        shard_path = path.parent / shard
+        if not shard_path.is_file():
+            raise CheckpointError(f"{path}: shard {shard} is missing")
+        shards[shard] = _load_file(shard_path, mmap)
+    result = {}
+    for name, shard in weight_map.items():
+        if name not in shards[shard]:
+            raise CheckpointError(f"{path}: tensor {name} is not in shard {shard}")
+        result[name] = shards[shard][name]
+    return result
 
 
 def _split(state_dict: Mapping[str, np.ndarray], limit: int) -> List[Dict[str, np.ndarray]]:

@@ -8,7 +8,6 @@ nothing. convert rewrites any of those formats as any other, bit-exact.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -16,7 +15,7 @@ import numpy as np
 
 import pickle_io
 from pickle_io.scan import scan
-from pickle_io.sharded import INDEX_NAMES, SINGLE_FILE_NAMES, load_sharded, save_sharded
+from pickle_io.sharded import checkpoint_files, load_sharded, save_sharded
 from pickle_io.safetensors_io import write_safetensors
 
 _SAFETENSORS_SUFFIX = ".safetensors"
@@ -50,22 +49,6 @@ def register(subparsers: Any) -> None:
     convert_parser.set_defaults(run=run_convert)
 
 
-def _checkpoint_files(path: Path) -> List[Path]:
-    """The files of a checkpoint: the file itself, or a directory's index shards / single file."""
-    if not path.is_dir():
-        if path.name.endswith(".index.json"):
-            weight_map = json.loads(path.read_text(encoding="utf-8")).get("weight_map", {})
-            return [path.parent / name for name in dict.fromkeys(weight_map.values())]
-        return [path]
-    for name in INDEX_NAMES:
-        if (path / name).is_file():
-            return _checkpoint_files(path / name)
-    for name in SINGLE_FILE_NAMES:
-        if (path / name).is_file():
-            return [path / name]
-    raise pickle_io.CheckpointError(f"{path}: no checkpoint files in this directory")
-
-
 def _format_bytes(count: int) -> str:
     for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
         if count >= size:
@@ -74,7 +57,7 @@ def _format_bytes(count: int) -> str:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    files = _checkpoint_files(args.file)
+    files = checkpoint_files(args.file)
     if args.scan:
         findings = [(path, finding) for path in files for finding in scan(path)]
         for path, finding in findings:
