@@ -50,7 +50,7 @@ def _forward_row(what: str, theirs, ours, inputs, repeat: int) -> Row:
 def run(quick: bool) -> List[Row]:
     warnings.filterwarnings("ignore")
     transformers.logging.set_verbosity_error()
-    repeat = 2 if quick else 7
+    repeat = 2 if quick else 10
     batch, tokens = (2, 32) if quick else (8, 128)
     ids = torch.randint(0, 30000, (batch, tokens), generator=torch.Generator().manual_seed(0))
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

@@ -127,7 +127,9 @@ class BertResidualOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+        output = self.dropout(self.dense(hidden_states))
+        output += residual  # in place: saves allocating a fresh (batch, tokens, hidden) tensor
+        return self.LayerNorm(output)
 
 
 class BertAttention(nn.Module):

@@ -128,9 +128,10 @@ class GPT2Block(nn.Module):
         need_weights: bool,
     ) -> Tuple[Tensor, KeyValue, Optional[Tensor]]:
         attended, present, weights = self.attn(self.ln_1(hidden_states), layer_past, mask, is_causal, need_weights)
-        hidden_states = attended + hidden_states
-        hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))
-        return hidden_states, present, weights
+        attended += hidden_states  # residual connections in place on the fresh outputs: fewer allocations
+        transformed = self.mlp(self.ln_2(attended))
+        transformed += attended
+        return transformed, present, weights
 
 
 class GPT2PretrainedModel(PretrainedModel):
