@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import pickle_io
 import pytest
 import torch
 import transformers
@@ -24,6 +25,7 @@ from bridge.models import (
     BertForMaskedLM,
     BertModel,
     CheckpointMismatchError,
+    CorruptWeightsError,
     GPT2LMHeadModel,
     GPT2Model,
     MissingWeightsWarning,
@@ -179,6 +181,24 @@ def test_no_weights_and_wrong_family_are_clear_errors(tmp_path):
         BertModel.from_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="'gpt2'"):
         GPT2Model.from_pretrained(tmp_path)
+
+
+def test_damaged_files_are_errors_naming_the_file(tmp_path):
+    _, ours = make_pair("bert", "model")
+    ours.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CorruptWeightsError, match="model.safetensors") as caught:
+        BertModel.from_pretrained(tmp_path)
+    assert isinstance(caught.value, BridgeError)
+    weights.unlink()
+    (tmp_path / "model.safetensors.index.json").write_text("{not json")
+    with pytest.raises(CorruptWeightsError, match="model.safetensors.index.json"):
+        BertModel.from_pretrained(tmp_path)
+    (tmp_path / "model.safetensors.index.json").unlink()
+    (tmp_path / "pytorch_model.bin").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(pickle_io.PickleIOError, match="pytorch_model.bin"):
+        BertModel.from_pretrained(tmp_path)
 
 
 def test_tied_weights_stay_tied_and_are_saved_once(tmp_path):

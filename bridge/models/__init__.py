@@ -46,7 +46,7 @@ from bridge.models.pretrained import (
     PretrainedModel,
     UnusedWeightsWarning,
 )
-from bridge.models.checkpoint import WeightsNotFoundError
+from bridge.models.checkpoint import CorruptWeightsError, WeightsNotFoundError
 from bridge.models.roberta import (
     RobertaForCausalLM,
     RobertaForMaskedLM,
@@ -129,6 +129,7 @@ __all__ = [
     "PretrainedModel",
     "CheckpointMismatchError",
     "WeightsNotFoundError",
+    "CorruptWeightsError",
     "UnusedWeightsWarning",
     "MissingWeightsWarning",
     "ModelOutput",

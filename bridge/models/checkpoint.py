@@ -35,6 +35,10 @@ class WeightsNotFoundError(BridgeError, FileNotFoundError):
     """A source without any weights file."""
 
 
+class CorruptWeightsError(BridgeError, ValueError):
+    """A weights file that cannot be read (truncated, not safetensors, a bad sharded index)."""
+
+
 def fetch(source: Source, filename: str, *, revision: Optional[str] = None, missing_ok: bool = False):
     """One file of a source, through the artifact store (see `bridge.hub.fetch_file`)."""
     from bridge.hub import fetch_file
@@ -69,10 +73,13 @@ def read_weights_file(path: Path) -> Dict[str, TensorLike]:
     needs and take several times longer); pickle files are read by pickle_io, never torch.load.
     """
     if path.name.endswith(".safetensors"):
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), framework="pt") as file:
-            return {name: file.get_tensor(name) for name in file.keys()}
+        try:
+            with safe_open(str(path), framework="pt") as file:
+                return {name: file.get_tensor(name) for name in file.keys()}
+        except SafetensorError as error:
+            raise CorruptWeightsError(f"{path}: not a valid safetensors file ({error})") from None
     import pickle_io
 
     return dict(pickle_io.load(path, mmap=True))
@@ -82,7 +89,7 @@ def _read_index(path: Path) -> Dict[str, str]:
     try:
         weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise WeightsNotFoundError(f"{path}: not a valid sharded-checkpoint index ({error})") from None
+        raise CorruptWeightsError(f"{path}: not a valid sharded-checkpoint index ({error})") from None
     return weight_map
 
 
