@@ -22,6 +22,7 @@ from bridge.models.functional import activation, attention, causal_mask, padding
 from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
 from bridge.models.outputs import (
     BaseModelOutput,
+    PastKeyValues,
     LogitsOutput,
     PreTrainingOutput,
     QuestionAnsweringOutput,
@@ -31,6 +32,7 @@ from bridge.models.outputs import (
 from bridge.models.pretrained import PretrainedModel
 
 Tensor = torch.Tensor
+KeyValue = Tuple[Tensor, Tensor]
 
 
 # ----- embeddings ---------------------------------------------------------------------------------
@@ -58,15 +60,17 @@ class BertEmbeddings(nn.Module):
         token_type_ids: Optional[Tensor] = None,
         position_ids: Optional[Tensor] = None,
         inputs_embeds: Optional[Tensor] = None,
+        past_length: int = 0,
     ) -> Tensor:
+        """`past_length`: tokens already seen (a decoder's cache); default positions continue after them."""
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         if token_type_ids is None:  # every token is of type 0
             token_type_embeddings = self.token_type_embeddings.weight[0]
         else:
             token_type_embeddings = self.token_type_embeddings(token_type_ids)
-        if position_ids is None:  # positions 0, 1, ..., broadcast over the batch
-            position_embeddings = self.position_embeddings.weight[: inputs_embeds.shape[1]]
+        if position_ids is None:  # positions past, past + 1, ..., broadcast over the batch
+            position_embeddings = self.position_embeddings.weight[past_length : past_length + inputs_embeds.shape[1]]
         else:
             position_embeddings = self.position_embeddings(position_ids)
         embeddings = inputs_embeds + token_type_embeddings + position_embeddings
@@ -94,14 +98,23 @@ class BertSelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
     def forward(
-        self, hidden_states: Tensor, mask: Optional[Tensor], is_causal: bool, need_weights: bool
-    ) -> Tuple[Tensor, Optional[Tensor]]:
+        self,
+        hidden_states: Tensor,
+        mask: Optional[Tensor],
+        is_causal: bool,
+        need_weights: bool,
+        layer_past: Optional[KeyValue] = None,
+    ) -> Tuple[Tensor, KeyValue, Optional[Tensor]]:
+        """(attended, this layer's (key, value) including `layer_past`, attention weights or None)."""
         batch, tokens, _ = hidden_states.shape
         heads = (batch, tokens, self.num_heads, self.head_size)
         query = self.query(hidden_states).view(heads).transpose(1, 2)
         key = self.key(hidden_states).view(heads).transpose(1, 2)
         value = self.value(hidden_states).view(heads).transpose(1, 2)
-        return attention(
+        if layer_past is not None:  # a decoder continuing from cached keys and values
+            key = torch.cat((layer_past[0], key), dim=2)
+            value = torch.cat((layer_past[1], value), dim=2)
+        attended, weights = attention(
             query,
             key,
             value,
@@ -111,6 +124,7 @@ class BertSelfAttention(nn.Module):
             dropout=self.dropout.p if self.training else 0.0,
             need_weights=need_weights,
         )
+        return attended, (key, value), weights
 
 
 class BertResidualOutput(nn.Module):
@@ -139,10 +153,15 @@ class BertAttention(nn.Module):
         self.output = BertResidualOutput(config, config.hidden_size)
 
     def forward(
-        self, hidden_states: Tensor, mask: Optional[Tensor], is_causal: bool, need_weights: bool
-    ) -> Tuple[Tensor, Optional[Tensor]]:
-        attended, weights = self.self(hidden_states, mask, is_causal, need_weights)
-        return self.output(attended, hidden_states), weights
+        self,
+        hidden_states: Tensor,
+        mask: Optional[Tensor],
+        is_causal: bool,
+        need_weights: bool,
+        layer_past: Optional[KeyValue] = None,
+    ) -> Tuple[Tensor, KeyValue, Optional[Tensor]]:
+        attended, present, weights = self.self(hidden_states, mask, is_causal, need_weights, layer_past)
+        return self.output(attended, hidden_states), present, weights
 
 
 class BertIntermediate(nn.Module):
@@ -167,14 +186,19 @@ class BertLayer(nn.Module):
         self.output = BertResidualOutput(config, config.intermediate_size)
 
     def forward(
-        self, hidden_states: Tensor, mask: Optional[Tensor], is_causal: bool, need_weights: bool
-    ) -> Tuple[Tensor, Optional[Tensor]]:
-        attended, weights = self.attention(hidden_states, mask, is_causal, need_weights)
-        return self.output(self.intermediate(attended), attended), weights
+        self,
+        hidden_states: Tensor,
+        mask: Optional[Tensor],
+        is_causal: bool,
+        need_weights: bool,
+        layer_past: Optional[KeyValue] = None,
+    ) -> Tuple[Tensor, KeyValue, Optional[Tensor]]:
+        attended, present, weights = self.attention(hidden_states, mask, is_causal, need_weights, layer_past)
+        return self.output(self.intermediate(attended), attended), present, weights
 
 
 class BertEncoder(nn.Module):
-    """The stack of layers; collects every layer's hidden states and attentions on request."""
+    """The stack of layers; collects every layer's hidden states, attentions and cache on request."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -187,15 +211,21 @@ class BertEncoder(nn.Module):
         is_causal: bool,
         output_attentions: bool,
         output_hidden_states: bool,
+        past_key_values: Optional[PastKeyValues] = None,
+        use_cache: bool = False,
     ) -> BaseModelOutput:
         all_hidden_states: List[Tensor] = [hidden_states]
         all_attentions: List[Tensor] = []
-        for layer in self.layer:
-            hidden_states, weights = layer(hidden_states, mask, is_causal, output_attentions)
+        presents: List[KeyValue] = []
+        for i, layer in enumerate(self.layer):
+            layer_past = past_key_values[i] if past_key_values is not None else None
+            hidden_states, present, weights = layer(hidden_states, mask, is_causal, output_attentions, layer_past)
             all_hidden_states.append(hidden_states)
             all_attentions.append(weights)
+            presents.append(present)
         return BaseModelOutput(
             last_hidden_state=hidden_states,
+            past_key_values=tuple(presents) if use_cache else None,
             hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
             attentions=tuple(all_attentions) if output_attentions else None,
         )
@@ -294,7 +324,9 @@ class BertPretrainedModel(PretrainedModel):
 class BertModel(BertPretrainedModel):
     """The bare encoder: `last_hidden_state`, and `pooler_output` when built with a pooler.
 
-    With `config.is_decoder` the self-attention is causal (as in BertLMHeadModel).
+    With `config.is_decoder` the self-attention is causal (as in BertLMHeadModel) and, as in
+    transformers, the model returns `past_key_values` (one (key, value) pair per layer, as GPT-2's)
+    unless `use_cache=False`; pass them back with only the new tokens.
     """
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
@@ -317,17 +349,26 @@ class BertModel(BertPretrainedModel):
         token_type_ids: Optional[Tensor] = None,
         position_ids: Optional[Tensor] = None,
         inputs_embeds: Optional[Tensor] = None,
+        past_key_values: Optional[PastKeyValues] = None,
+        use_cache: Optional[bool] = None,
         output_attentions: Optional[bool] = None,
         output_hidden_states: Optional[bool] = None,
     ) -> BaseModelOutput:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if past_key_values is not None and not self.config.is_decoder:
+            raise ValueError("past_key_values need a decoder (config.is_decoder=True)")
+        past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
         embeddings = self.embeddings(
-            input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds
+            input_ids=input_ids,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            past_length=past_length,
         )
         if self.config.is_decoder:
             tokens = embeddings.shape[1]
-            mask, is_causal = causal_mask(attention_mask, tokens, tokens, embeddings.device)
+            mask, is_causal = causal_mask(attention_mask, tokens, past_length + tokens, embeddings.device)
         else:
             mask, is_causal = padding_mask(attention_mask), False
         outputs = self.encoder(
@@ -336,6 +377,8 @@ class BertModel(BertPretrainedModel):
             is_causal,
             output_attentions=_flag(output_attentions, self.config.output_attentions),
             output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
+            past_key_values=past_key_values,
+            use_cache=self.config.is_decoder and _flag(use_cache, self.config.use_cache),
         )
         if self.pooler is not None:
             outputs.pooler_output = self.pooler(outputs.last_hidden_state)
@@ -397,9 +440,12 @@ class BertLanguageModel(BertPretrainedModel):
     def forward(
         self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
     ) -> LogitsOutput:
+        if labels is not None:  # training: no cache, as in transformers
+            inputs["use_cache"] = False
         outputs = self.bert(input_ids, **inputs)
         logits = self.cls(outputs.last_hidden_state)
-        return head_output(outputs, logits, self.language_loss(logits, labels) if labels is not None else None)
+        loss = self.language_loss(logits, labels) if labels is not None else None
+        return head_output(outputs, logits, loss, with_cache=True)
 
 
 class BertLMHeadModel(BertLanguageModel):

@@ -38,16 +38,18 @@ class RobertaEmbeddings(bert.BertEmbeddings):
         token_type_ids: Optional[Tensor] = None,
         position_ids: Optional[Tensor] = None,
         inputs_embeds: Optional[Tensor] = None,
+        past_length: int = 0,
     ) -> Tensor:
         if position_ids is None:
             if input_ids is not None:
                 not_padding = input_ids.ne(self.padding_idx).int()
-                position_ids = (torch.cumsum(not_padding, dim=1) * not_padding).long() + self.padding_idx
+                counts = torch.cumsum(not_padding, dim=1) + past_length
+                position_ids = (counts * not_padding).long() + self.padding_idx
             else:  # embeddings alone cannot tell padding apart
                 first = self.padding_idx + 1
                 positions = torch.arange(first, first + inputs_embeds.shape[1], device=inputs_embeds.device)
                 position_ids = positions.expand(inputs_embeds.shape[:2])
-        return super().forward(input_ids, token_type_ids, position_ids, inputs_embeds)
+        return super().forward(input_ids, token_type_ids, position_ids, inputs_embeds, past_length)
 
 
 class RobertaPretrainedModel(bert.BertPretrainedModel):
@@ -99,9 +101,12 @@ class RobertaLanguageModel(RobertaPretrainedModel):
     def forward(
         self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
     ) -> LogitsOutput:
+        if labels is not None:  # training: no cache, as in transformers
+            inputs["use_cache"] = False
         outputs = self.roberta(input_ids, **inputs)
         logits = self.lm_head(outputs.last_hidden_state)
-        return head_output(outputs, logits, self.language_loss(logits, labels) if labels is not None else None)
+        loss = self.language_loss(logits, labels) if labels is not None else None
+        return head_output(outputs, logits, loss, with_cache=True)
 
 
 class RobertaForMaskedLM(RobertaLanguageModel):
