@@ -183,6 +183,20 @@ def test_no_weights_and_wrong_family_are_clear_errors(tmp_path):
         GPT2Model.from_pretrained(tmp_path)
 
 
+def test_changing_a_loaded_model_never_writes_to_its_file(tmp_path):
+    """Weights adopted from the memory-mapped file are copy-on-write: training touches memory only."""
+    _, ours = make_pair("bert", "formaskedlm")
+    ours.save_pretrained(tmp_path)
+    before = (tmp_path / "model.safetensors").read_bytes()
+    loaded = load_quietly(BertForMaskedLM, tmp_path)
+    with torch.no_grad():
+        for parameter in loaded.parameters():
+            parameter.mul_(2.0)
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+    reloaded = load_quietly(BertForMaskedLM, tmp_path)
+    torch.testing.assert_close(reloaded.cls.predictions.bias * 2, loaded.cls.predictions.bias)
+
+
 def test_damaged_files_are_errors_naming_the_file(tmp_path):
     _, ours = make_pair("bert", "model")
     ours.save_pretrained(tmp_path)
