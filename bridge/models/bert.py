@@ -375,18 +375,14 @@ class BertModel(BertPretrainedModel):
             embeddings,
             mask,
             is_causal,
-            output_attentions=_flag(output_attentions, self.config.output_attentions),
-            output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
+            output_attentions=self.setting(output_attentions, "output_attentions"),
+            output_hidden_states=self.setting(output_hidden_states, "output_hidden_states"),
             past_key_values=past_key_values,
-            use_cache=self.config.is_decoder and _flag(use_cache, self.config.use_cache),
+            use_cache=self.config.is_decoder and self.setting(use_cache, "use_cache"),
         )
         if self.pooler is not None:
             outputs.pooler_output = self.pooler(outputs.last_hidden_state)
         return outputs
-
-
-def _flag(value: Optional[bool], default: bool) -> bool:
-    return default if value is None else value
 
 
 class BertForPreTraining(BertPretrainedModel):

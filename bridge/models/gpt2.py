@@ -185,11 +185,9 @@ class GPT2Model(GPT2PretrainedModel):
             input_shape = inputs_embeds.shape[:-1]
         batch, tokens = inputs_embeds.shape[:2]
         past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
-        use_cache = self.config.use_cache if use_cache is None else use_cache
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
+        use_cache = self.setting(use_cache, "use_cache")
+        output_attentions = self.setting(output_attentions, "output_attentions")
+        output_hidden_states = self.setting(output_hidden_states, "output_hidden_states")
 
         if position_ids is None:
             position_embeds = self.wpe.weight[past_length : past_length + tokens]

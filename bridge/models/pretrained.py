@@ -81,6 +81,10 @@ class PretrainedModel(nn.Module):
     def set_base_model(self, model: nn.Module) -> None:
         setattr(self, self.base_model_prefix, model)
 
+    def setting(self, value: Optional[bool], name: str) -> bool:
+        """A forward flag (`use_cache`, `output_attentions`, ...): as given, else the config's."""
+        return getattr(self.config, name) if value is None else value
+
     # ----- initialisation and tying -------------------------------------------------------------
 
     def post_init(self) -> None:
