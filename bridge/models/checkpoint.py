@@ -1,9 +1,9 @@
-"""Checkpoint files: find a model's weights for a source, read them as numpy arrays, write them.
+"""Checkpoint files: find a model's weights for a source, read them, write them.
 
 Reading goes through `bridge.hub.fetch_file` (a local directory or a Hub repo id, resolved through
-the artifact store); pickle files are parsed by `pickle_io` (never `torch.load`), safetensors files
-are memory-mapped by the safetensors package. Nothing is copied up front: a tensor's bytes are
-read when the model first touches them.
+the artifact store). safetensors files are memory-mapped by the safetensors package into
+copy-on-write torch tensors; pickle files are parsed by `pickle_io` into read-only numpy views of
+the mapped file (never `torch.load`). Nothing is copied up front. Writing goes through pickle_io.
 This module knows file names and formats, not models.
 """
 
@@ -39,7 +39,9 @@ class CorruptWeightsError(BridgeError, ValueError):
     """A weights file that cannot be read (truncated, not safetensors, a bad sharded index)."""
 
 
-def fetch(source: Source, filename: str, *, revision: Optional[str] = None, missing_ok: bool = False):
+def fetch(
+    source: Source, filename: str, *, revision: Optional[str] = None, missing_ok: bool = False
+) -> Optional[Path]:
     """One file of a source, through the artifact store (see `bridge.hub.fetch_file`)."""
     from bridge.hub import fetch_file
 
