@@ -128,6 +128,8 @@ def run(quick: bool) -> list:
     repeat = 3
     state = bert_like_state_dict(**sizes)
     torch_state = collections.OrderedDict((name, torch.from_numpy(array)) for name, array in state.items())
+    # Tie them in torch too (one tensor object), so torch.save also stores the embedding once.
+    torch_state["cls.predictions.decoder.weight"] = torch_state["bert.embeddings.word_embeddings.weight"]
     parameters = sum(a.size for n, a in state.items() if n != "cls.predictions.decoder.weight")
     label = f"BERT-base-sized ({parameters / 1e6:.0f}M fp32, tied)"
     rows = []

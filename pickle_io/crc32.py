@@ -1,6 +1,6 @@
 """CRC-32 (the ZIP polynomial) of large buffers, computed in pieces on several threads.
 
-`zlib.crc32` releases the GIL on large buffers, so pieces hashed on worker threads run in
+The CRC function releases the GIL on large buffers, so pieces hashed on worker threads run in
 parallel with each other and with the file writes. The pieces' CRCs are joined with
 `crc32_combine`, zlib's own algorithm (multiplication by x^(8n) modulo the CRC polynomial),
 which Python's zlib module does not expose.
@@ -9,8 +9,14 @@ which Python's zlib module does not expose.
 from __future__ import annotations
 
 import concurrent.futures
-import zlib
 from typing import List, Sequence
+
+try:
+    # ISA-L's CRC-32 (same polynomial, same results) runs about four times faster than zlib's;
+    # it is used when the optional `isal` package is installed.
+    from isal.isal_zlib import crc32
+except ImportError:
+    from zlib import crc32
 
 PIECE = 16 * 2**20  # bytes hashed per task
 _POLYNOMIAL = 0xEDB88320  # bit-reflected, as zlib uses it
@@ -55,7 +61,7 @@ class ParallelCrc32:
 
     def __init__(self, pool: concurrent.futures.Executor, buffers: Sequence[memoryview]) -> None:
         self._pieces = [
-            [(pool.submit(zlib.crc32, buffer[start:start + PIECE]),
+            [(pool.submit(crc32, buffer[start:start + PIECE]),
               min(PIECE, buffer.nbytes - start)) for start in range(0, buffer.nbytes, PIECE)]
             for buffer in buffers
         ]

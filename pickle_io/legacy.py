@@ -13,7 +13,7 @@ storages are located, and then the metadata is turned into arrays.
 from __future__ import annotations
 
 import mmap as mmap_module
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -23,10 +23,11 @@ from pickle_io.pickler import V3_DTYPES, GlobalRef, Pickler, storage_class
 from pickle_io.storage_plan import PlannedStorage, StoragePlan
 from pickle_io.tensors import ArraySource, InfoSource, materialize, storage_dtype
 from pickle_io.torch_zip import read_owned
-from pickle_io.unpickler import unpickle
+from pickle_io.unpickler import TruncatedPickle, unpickle
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
+HEAD_BYTES = 2**20
 MAGIC_PICKLE = b"\x80\x02\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little") + b"."
 SYS_INFO = {
     "protocol_version": PROTOCOL_VERSION,
@@ -50,23 +51,33 @@ class LegacyCheckpoint:
         self.file = file
         self.filename = filename
         self.data = mmap_module.mmap(file.fileno(), 0, access=mmap_module.ACCESS_READ)
-        magic, position = unpickle(self.data, filename=filename)
+        # The pickles come first; they are parsed from a bytes copy of the file's head, which
+        # indexes faster than the mapping (a pickle running past it is re-read from the map).
+        self.head = self.data[:HEAD_BYTES]
+        magic, position = self._unpickle(0)
         if magic != MAGIC_NUMBER:
             raise CheckpointError(f"{filename}: not a PyTorch checkpoint (bad magic number)")
-        version, position = unpickle(self.data, filename=filename, start=position)
+        version, position = self._unpickle(position)
         if version != PROTOCOL_VERSION:
             raise CheckpointError(f"{filename}: unsupported legacy protocol version {version!r:.20}")
-        sys_info, position = unpickle(self.data, filename=filename, start=position)
+        sys_info, position = self._unpickle(position)
         if not isinstance(sys_info, dict):
             raise CheckpointError(f"{filename}: legacy sys_info is not a dict")
         self.big_endian = sys_info.get("little_endian", True) is False
         info = InfoSource(filename=filename)
-        self._info_object, position = unpickle(self.data, filename=filename, source=info,
-                                               start=position)
-        keys, position = unpickle(self.data, filename=filename, start=position)
+        self._info_object, position = self._unpickle(position, info)
+        keys, position = self._unpickle(position)
         if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
             raise CheckpointError(f"{filename}: legacy storage key list is malformed")
         self.records = self._locate_records(keys, info, position)
+
+    def _unpickle(self, start: int, source: Optional[InfoSource] = None) -> Tuple[Any, int]:
+        try:
+            return unpickle(self.head, filename=self.filename, source=source, start=start)
+        except TruncatedPickle:
+            if len(self.head) == len(self.data):
+                raise
+            return unpickle(self.data, filename=self.filename, source=source, start=start)
 
     def _locate_records(self, keys: list, info: InfoSource, position: int) -> Dict[str, Tuple[int, int]]:
         """key -> (offset, nbytes) of each storage's bytes, checking each element count."""

@@ -20,6 +20,7 @@ from pickle_io import dtypes
 from pickle_io.errors import CheckpointError, PickleIOError, UnsafePickleError
 
 HIGHEST_PROTOCOL = 5
+_U32 = struct.Struct("<I")
 
 
 # ----- what the allowlisted globals resolve to -----------------------------------------------
@@ -266,6 +267,10 @@ def parse_storage_id(pid: Any, filename: str) -> StorageRef:
 # ----- the machine ---------------------------------------------------------------------------
 
 
+class TruncatedPickle(CheckpointError):
+    """The pickle runs past the end of the data it was given."""
+
+
 class _Stop(Exception):
     """Raised by STOP to leave the opcode loop with the result."""
 
@@ -297,7 +302,7 @@ class Unpickler:
 
     def _read(self, count: int) -> bytes:
         if count < 0 or count > self.end - self.position:
-            raise CheckpointError(
+            raise TruncatedPickle(
                 f"{self.filename}: truncated pickle: {count} bytes wanted at byte "
                 f"{self.position}, {self.end - self.position} left")
         chunk = self.data[self.position:self.position + count]
@@ -306,20 +311,27 @@ class Unpickler:
 
     def _read_byte(self) -> int:
         if self.position >= self.end:
-            raise CheckpointError(f"{self.filename}: truncated pickle at byte {self.position}")
+            raise TruncatedPickle(f"{self.filename}: truncated pickle at byte {self.position}")
         self.position += 1
         return self.data[self.position - 1]
 
     def _read_line(self) -> bytes:
         newline = self.data.find(b"\n", self.position, self.end)
         if newline < 0:
-            raise CheckpointError(f"{self.filename}: truncated pickle: unterminated line")
+            raise TruncatedPickle(f"{self.filename}: truncated pickle: unterminated line")
         line = self.data[self.position:newline]
         self.position = newline + 1
         return line
 
     def _read_uint(self, size: int) -> int:
         return int.from_bytes(self._read(size), "little")
+
+    def _read_u32(self) -> int:
+        if self.position + 4 > self.end:
+            raise TruncatedPickle(f"{self.filename}: truncated pickle at byte {self.position}")
+        (value,) = _U32.unpack_from(self.data, self.position)
+        self.position += 4
+        return value
 
     def _pop_mark(self) -> List[Any]:
         """The items above the topmost MARK, removing them and the mark."""
@@ -332,25 +344,27 @@ class Unpickler:
         raise CheckpointError(f"{self.filename}: pickle has no MARK where one is needed")
 
     def _pop(self) -> Any:
-        if not self.stack or self.stack[-1] is _MARK:
+        top = self.stack.pop() if self.stack else _MARK
+        if top is _MARK:
             raise CheckpointError(f"{self.filename}: pickle stack underflow")
-        return self.stack.pop()
+        return top
 
     def _top(self) -> Any:
-        if not self.stack or self.stack[-1] is _MARK:
+        top = self.stack[-1] if self.stack else _MARK
+        if top is _MARK:
             raise CheckpointError(f"{self.filename}: pickle stack underflow")
-        return self.stack[-1]
+        return top
 
     def load(self) -> Tuple[Any, int]:
-        dispatch = _DISPATCH
+        dispatch, data, end = _DISPATCH, self.data, self.end
         opcode_position = self.position
         try:
             while True:
                 opcode_position = self.position
-                if self.position >= self.end:
-                    raise CheckpointError(f"{self.filename}: truncated pickle (no STOP)")
-                code = self.data[self.position]
-                self.position += 1
+                if opcode_position >= end:
+                    raise TruncatedPickle(f"{self.filename}: truncated pickle (no STOP)")
+                code = data[opcode_position]
+                self.position = opcode_position + 1
                 handler = dispatch.get(code)
                 if handler is None:
                     raise CheckpointError(
@@ -375,7 +389,7 @@ class Unpickler:
             raise UnsafePickleError(f"{self.filename}: {opcode} applied to {function!r:.80}")
         if not isinstance(args, tuple):
             raise CheckpointError(f"{self.filename}: {opcode} arguments are not a tuple")
-        return function(self, args)
+        return function.function(self, *args)
 
     def _global(self, module: Any, name: Any) -> Any:
         if not isinstance(module, str) or not isinstance(name, str):
@@ -491,7 +505,7 @@ class Unpickler:
         self._push_text(self._read_byte())
 
     def op_binunicode(self):
-        self._push_text(self._read_uint(4))
+        self._push_text(self._read_u32())
 
     def op_binunicode8(self):
         self._push_text(self._read_uint(8))
@@ -500,7 +514,7 @@ class Unpickler:
         self.stack.append(bytes(self._read(self._read_byte())))
 
     def op_binbytes(self):
-        self.stack.append(bytes(self._read(self._read_uint(4))))
+        self.stack.append(bytes(self._read(self._read_u32())))
 
     def op_binbytes8(self):
         self.stack.append(bytes(self._read(self._read_uint(8))))
@@ -589,9 +603,10 @@ class Unpickler:
 
     # memo
     def _get(self, index: int) -> None:
-        if index not in self.memo:
-            raise CheckpointError(f"{self.filename}: pickle memo has no entry {index}")
-        self.stack.append(self.memo[index])
+        try:
+            self.stack.append(self.memo[index])
+        except KeyError:
+            raise CheckpointError(f"{self.filename}: pickle memo has no entry {index}") from None
 
     def op_get(self):
         self._get(int(self._read_line()))
@@ -600,7 +615,7 @@ class Unpickler:
         self._get(self._read_byte())
 
     def op_long_binget(self):
-        self._get(self._read_uint(4))
+        self._get(self._read_u32())
 
     def op_put(self):
         self.memo[int(self._read_line())] = self._top()
@@ -609,7 +624,7 @@ class Unpickler:
         self.memo[self._read_byte()] = self._top()
 
     def op_long_binput(self):
-        self.memo[self._read_uint(4)] = self._top()
+        self.memo[self._read_u32()] = self._top()
 
     def op_memoize(self):
         self.memo[len(self.memo)] = self._top()
