@@ -13,13 +13,14 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 
 from pickle_io import checkpoint, safetensors_io
 from pickle_io.atomic_file import replacing
 from pickle_io.errors import CheckpointError, PickleIOError
+from pickle_io.storage_plan import byte_span
 from pickle_io.zipformat import is_safe_entry_name
 
 PathLike = Union[str, os.PathLike]
@@ -113,14 +114,23 @@ def load_sharded(dir_or_index: PathLike, *, mmap: bool = True) -> Dict[str, np.n
 
 
 def _split(state_dict: Mapping[str, np.ndarray], limit: int) -> List[Dict[str, np.ndarray]]:
-    """Consecutive shards of at most `limit` bytes (a bigger tensor gets a shard of its own)."""
+    """Consecutive shards of at most `limit` bytes (a bigger tensor gets a shard of its own).
+
+    Arrays over exactly the same memory (tied weights, a weight and its transpose) go to the
+    shard of the first of them and count once, so a .bin shard stores that memory once."""
     shards: List[Dict[str, np.ndarray]] = [{}]
+    shard_of_memory: Dict[Tuple[int, int], int] = {}
     size = 0
     for name, array in state_dict.items():
+        memory = byte_span(array) if array.size else (id(array), 0)
+        if memory in shard_of_memory:
+            shards[shard_of_memory[memory]][name] = array
+            continue
         if shards[-1] and size + array.nbytes > limit:
             shards.append({})
             size = 0
         shards[-1][name] = array
+        shard_of_memory[memory] = len(shards) - 1
         size += array.nbytes
     return shards
 

@@ -41,8 +41,8 @@ def _owner(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _byte_span(array: np.ndarray) -> Tuple[int, int]:
-    """[first byte, end) of a non-empty array with non-negative strides."""
+def byte_span(array: np.ndarray) -> Tuple[int, int]:
+    """[lowest byte address, end) of a non-empty array with non-negative strides."""
     low = array.__array_interface__["data"][0]
     extent = sum((n - 1) * s for n, s in zip(array.shape, array.strides))
     return low, low + extent + array.itemsize
@@ -94,7 +94,7 @@ class StoragePlan:
                 raise PickleIOError(f"cannot save {path}: dtype {array.dtype} has no torch dtype")
             unique.append(array)
         shared = [array for array in unique if self._shareable(array)]
-        spans = [_byte_span(array) for array in shared]
+        spans = [byte_span(array) for array in shared]
         groups = _Groups(len(shared))
         by_owner: Dict[int, int] = {}
         for index, array in enumerate(shared):

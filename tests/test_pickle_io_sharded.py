@@ -166,3 +166,16 @@ def test_safetensors_files_mapped_or_copied_match_the_package(tmp_path):
         for name, tensor in tensors.items():
             assert_same_tensor(loaded[name], tensor)
             assert loaded[name].flags.writeable == (not mmap) or loaded[name].size == 0
+
+
+def test_save_sharded_keeps_tied_weights_in_one_bin_shard(tmp_path):
+    embedding = np.arange(200, dtype=np.float32).reshape(20, 10)
+    state = {"wte": embedding, "h0": np.ones(200, np.float32), "h1": np.ones(200, np.float32),
+             "lm_head": embedding}
+    written = pickle_io.save_sharded(state, tmp_path, max_shard_size=900, format="bin")
+    index = json.loads(written[-1].read_text())["weight_map"]
+    assert index["wte"] == index["lm_head"] and len(set(index.values())) == 3
+    shard = torch.load(tmp_path / index["wte"], weights_only=True)
+    assert shard["wte"].untyped_storage().data_ptr() == shard["lm_head"].untyped_storage().data_ptr()
+    loaded = pickle_io.load_sharded(tmp_path)
+    assert sorted(loaded) == sorted(state) and np.shares_memory(loaded["wte"], loaded["lm_head"])
