@@ -8,6 +8,7 @@ their own; `ml_dtypes` provides real numpy dtypes for them.
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, Optional
 
 import ml_dtypes
@@ -89,6 +90,7 @@ def numpy_dtype(torch_name: str) -> Optional[np.dtype]:
     return DTYPE_BY_TORCH_NAME.get(torch_name)
 
 
+@functools.lru_cache(maxsize=None)  # numpy computes dtype.name in Python, slowly
 def torch_name(dtype: np.dtype) -> Optional[str]:
     """The torch dtype name of a numpy dtype, or None when torch has none (or it is byte-swapped)."""
     dtype = np.dtype(dtype)

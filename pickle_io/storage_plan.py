@@ -49,10 +49,12 @@ def byte_span(array: np.ndarray) -> Tuple[int, int]:
 
 
 def _bytes_from(array: np.ndarray, length: int) -> np.ndarray:
-    """`length` bytes of memory starting at the array's first element, as a read-only uint8 view.
+    """`length` bytes of memory starting at the array's first element, as a uint8 view.
 
     Only called for spans inside one allocation: the union of arrays that overlap or share an
     owner, so every byte lies within memory those arrays already view."""
+    if array.flags.c_contiguous and array.nbytes == length:
+        return array.reshape(-1).view(np.uint8)  # the usual case: one array, its own bytes
     first = array[(slice(0, 1),) * array.ndim].reshape(1).view(np.uint8)
     return np.lib.stride_tricks.as_strided(first, shape=(length,), strides=(1,), writeable=False)
 

@@ -124,7 +124,7 @@ class _Storage:
     dtype: Optional[np.dtype]  # None: untyped
     buffer: np.ndarray  # uint8, native byte order unless `big_endian`
     big_endian: bool = False
-    swapped: Dict[str, np.ndarray] = field(default_factory=dict)  # dtype name -> swapped copy
+    swapped: Dict[np.dtype, np.ndarray] = field(default_factory=dict)  # dtype -> swapped copy
 
 
 class ArraySource:
@@ -186,12 +186,21 @@ class ArraySource:
         if dtype is None:
             what = "names no dtype" if dtype_name is None else f"has dtype torch.{dtype_name}"
             raise CheckpointError(f"{self.filename}: tensor over storage {storage.key} {what}")
+        return self._view(storage, dtype, offset, shape, stride)
+
+    def array(self, info: TensorInfo) -> np.ndarray:
+        """The array a `TensorInfo` describes (from the metadata pass over the same file)."""
+        return self._view(self.storage(info.storage), info.dtype, info.offset, info.shape,
+                          info.stride)
+
+    def _view(self, storage: _Storage, dtype: np.dtype, offset: int, shape: tuple,
+              stride: tuple) -> np.ndarray:
         buffer = storage.buffer
         if storage.big_endian:
-            buffer = storage.swapped.get(dtype.name)
+            buffer = storage.swapped.get(dtype)
             if buffer is None:
                 buffer = byteswapped(storage.buffer, dtype, f"{self.filename}: storage {storage.key}")
-                storage.swapped[dtype.name] = buffer
+                storage.swapped[dtype] = buffer
         return view_array(buffer, dtype, offset, shape, stride,
                           f"{self.filename}: storage {storage.key}")
 
@@ -235,8 +244,7 @@ def materialize(value: Any, source: ArraySource, filename: str) -> Any:
         if known is not None:
             return known
         if isinstance(item, TensorInfo):
-            result = source.tensor(source.storage(item.storage), item.dtype.name, item.offset,
-                                   item.shape, item.stride)
+            result = source.array(item)
         elif isinstance(item, dict):
             result = copies[id(item)] = type(item)()
             for key, entry in item.items():
