@@ -15,10 +15,14 @@ try:
     # ISA-L's CRC-32 (same polynomial, same results) runs about four times faster than zlib's;
     # it is used when the optional `isal` package is installed.
     from isal.isal_zlib import crc32
+
+    FAST_CRC32 = True
 except ImportError:
     from zlib import crc32
 
-PIECE = 16 * 2**20  # bytes hashed per task
+    FAST_CRC32 = False
+
+PIECE = 16 * 2**20  # bytes hashed per task on a worker thread
 _POLYNOMIAL = 0xEDB88320  # bit-reflected, as zlib uses it
 
 
