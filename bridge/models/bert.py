@@ -22,8 +22,9 @@ from bridge.models.functional import activation, attention, causal_mask, padding
 from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
 from bridge.models.outputs import (
     BaseModelOutput,
-    PastKeyValues,
+    KeyValue,
     LogitsOutput,
+    PastKeyValues,
     PreTrainingOutput,
     QuestionAnsweringOutput,
     head_output,
@@ -32,7 +33,6 @@ from bridge.models.outputs import (
 from bridge.models.pretrained import PretrainedModel
 
 Tensor = torch.Tensor
-KeyValue = Tuple[Tensor, Tensor]
 
 
 # ----- embeddings ---------------------------------------------------------------------------------

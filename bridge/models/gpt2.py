@@ -22,6 +22,7 @@ from bridge.models.losses import causal_lm_loss, sequence_classification_loss, t
 from bridge.models.outputs import (
     BaseModelOutput,
     DoubleHeadsOutput,
+    KeyValue,
     LogitsOutput,
     PastKeyValues,
     QuestionAnsweringOutput,
@@ -31,7 +32,6 @@ from bridge.models.outputs import (
 from bridge.models.pretrained import PretrainedModel
 
 Tensor = torch.Tensor
-KeyValue = Tuple[Tensor, Tensor]
 
 
 class Conv1D(nn.Module):

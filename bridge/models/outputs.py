@@ -13,8 +13,9 @@ from typing import Any, Iterator, List, Optional, Tuple, Union
 import torch
 
 Tensor = torch.Tensor
-# One (key, value) pair per layer, each of shape (batch, heads, seen tokens, head size).
-PastKeyValues = Tuple[Tuple[Tensor, Tensor], ...]
+# A layer's cached (key, value), each of shape (batch, heads, seen tokens, head size); one per layer.
+KeyValue = Tuple[Tensor, Tensor]
+PastKeyValues = Tuple[KeyValue, ...]
 
 
 class ModelOutput:
