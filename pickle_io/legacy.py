@@ -132,7 +132,7 @@ def write_legacy_checkpoint(obj: Any, plan: StoragePlan, fd: int) -> None:
     """Write `obj` (its arrays planned in `plan`) in the legacy format to the empty file `fd`."""
     for storage in plan.storages:
         if storage.dtype_name in V3_DTYPES:
-            raise CheckpointError(
+            raise PickleIOError(
                 f"the legacy format cannot hold {storage.dtype_name} tensors; use format='zip'")
     keys = sorted(storage.key for storage in plan.storages)  # torch sorts the keys as strings
     by_key = {storage.key: storage for storage in plan.storages}
