@@ -256,12 +256,14 @@ def test_legacy_checkpoint_names_load_without_warnings(tmp_path):
     assert_outputs_match(run(theirs, inputs), run(load_quietly(BertForMaskedLM, tmp_path), inputs))
 
     gpt2, _ = make_pair("gpt2", "model")
-    old = {name: tensor.clone() for name, tensor in gpt2.state_dict().items()}
-    old["h.0.attn.bias"] = torch.ones(1, 1, 64, 64).tril()
+    gpt2 = gpt2.half()
+    old = {"h.0.attn.bias": torch.ones(1, 1, 64, 64).tril()}  # an fp32 buffer first: not the dtype
+    old.update((name, tensor.clone()) for name, tensor in gpt2.state_dict().items())
     old["h.0.attn.masked_bias"] = torch.tensor(-1e4)
     gpt2.config.save_pretrained(tmp_path / "gpt2")
     torch.save(old, tmp_path / "gpt2" / "pytorch_model.bin")
-    load_quietly(GPT2LMHeadModel, tmp_path / "gpt2")  # wte fills the tied lm_head: nothing missing
+    loaded = load_quietly(GPT2LMHeadModel, tmp_path / "gpt2")  # wte fills the tied lm_head: nothing missing
+    assert loaded.dtype == torch.float16
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])

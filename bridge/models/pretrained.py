@@ -176,7 +176,8 @@ class PretrainedModel(nn.Module):
         missing = [key for key in expected if key not in mapping]
         if strict and (missing or unused):
             raise CheckpointMismatchError(_mismatch_message(cls.__name__, unused, missing))
-        dtype = torch_dtype or _checkpoint_dtype(state_dict) or torch.get_default_dtype()
+        used = [state_dict[file_key] for file_key in mapping.values()]
+        dtype = torch_dtype or _checkpoint_dtype(used) or torch.get_default_dtype()
 
         for model_key, file_key in mapping.items():
             tensor = _to_tensor(state_dict[file_key], file_key)
@@ -302,9 +303,9 @@ def _resolve_dtype(torch_dtype: Union[torch.dtype, str, None]) -> Optional[torch
     return dtype
 
 
-def _checkpoint_dtype(state_dict: Mapping[str, Any]) -> Optional[torch.dtype]:
-    """The dtype of the checkpoint's first floating-point tensor."""
-    for value in state_dict.values():
+def _checkpoint_dtype(values: List[Any]) -> Optional[torch.dtype]:
+    """The dtype of the first floating-point tensor the model takes from the checkpoint."""
+    for value in values:
         if isinstance(value, Tensor):
             if value.is_floating_point():
                 return value.dtype
