@@ -91,9 +91,9 @@ def run(quick: bool) -> List[Row]:
             ours_s=ours_s,
             peer="shutil.copyfile of the same file",
             peer_s=peer_s,
-            # Registration must read the bytes through two hashes (sha256 for the etag, git sha1 for
-            # the tree hash) where a copy only moves them: within 2x of a copy is the goal.
-            target=2.0,
+            # The issue asks for the figures, not a ratio. Registration reads the bytes through two
+            # hashes (sha256 for the etag, git sha1 for the tree hash) where a copy only moves them.
+            target=None,
             note=f"extra bytes on disk: ours {extra_bytes} (directory and TOML blocks), a copy {size}",
         )
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Row:
     ours_s: float
     peer: str  # e.g. "torch.load(weights_only=True, mmap=True)"
     peer_s: float
-    target: float  # the ratio ours/peer must be at most this
+    target: Optional[float]  # the ratio ours/peer must be at most this; None: a figure to report
     note: str = ""
 
     @property

@@ -59,11 +59,14 @@ def main() -> int:
     print("| area | what | ours (s) | peer | peer (s) | ratio | target | met |")
     print("|---|---|---:|---|---:|---:|---:|:-:|")
     for row in rows:
-        met = "yes" if row.ratio <= row.target else "NO"
+        if row.target is None:
+            target, met = "none", "-"
+        else:
+            target, met = f"<= {row.target:.2f}x", "yes" if row.ratio <= row.target else "NO"
         note = f" ({row.note})" if row.note else ""
         print(
             f"| {row.area} | {row.what}{note} | {row.ours_s:.4f} | {row.peer} | {row.peer_s:.4f} "
-            f"| {row.ratio:.2f}x | <= {row.target:.2f}x | {met} |"
+            f"| {row.ratio:.2f}x | {target} | {met} |"
         )
     return 0
 
