@@ -214,15 +214,19 @@ class BertEncoder(nn.Module):
         past_key_values: Optional[PastKeyValues] = None,
         use_cache: bool = False,
     ) -> BaseModelOutput:
-        all_hidden_states: List[Tensor] = [hidden_states]
+        # Keep only what was asked for: holding every layer's activations costs memory and speed.
+        all_hidden_states: List[Tensor] = [hidden_states] if output_hidden_states else []
         all_attentions: List[Tensor] = []
         presents: List[KeyValue] = []
         for i, layer in enumerate(self.layer):
             layer_past = past_key_values[i] if past_key_values is not None else None
             hidden_states, present, weights = layer(hidden_states, mask, is_causal, output_attentions, layer_past)
-            all_hidden_states.append(hidden_states)
-            all_attentions.append(weights)
-            presents.append(present)
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
+            if output_attentions:
+                all_attentions.append(weights)
+            if use_cache:
+                presents.append(present)
         return BaseModelOutput(
             last_hidden_state=hidden_states,
             past_key_values=tuple(presents) if use_cache else None,

@@ -204,14 +204,19 @@ class GPT2Model(GPT2PretrainedModel):
         presents: List[KeyValue] = []
         all_hidden_states: List[Tensor] = []
         all_attentions: List[Tensor] = []
+        # Keep only what was asked for: holding every layer's activations costs memory and speed.
         for i, block in enumerate(self.h):
-            all_hidden_states.append(hidden_states)
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
             layer_past = past_key_values[i] if past_key_values is not None else None
             hidden_states, present, weights = block(hidden_states, layer_past, mask, is_causal, output_attentions)
-            presents.append(present)
-            all_attentions.append(weights)
+            if use_cache:
+                presents.append(present)
+            if output_attentions:
+                all_attentions.append(weights)
         hidden_states = self.ln_f(hidden_states).view(*input_shape, -1)
-        all_hidden_states.append(hidden_states)
+        if output_hidden_states:
+            all_hidden_states.append(hidden_states)
         return BaseModelOutput(
             last_hidden_state=hidden_states,
             past_key_values=tuple(presents) if use_cache else None,
