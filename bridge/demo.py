@@ -67,6 +67,9 @@ def main() -> None:
         same = all(np.array_equal(loaded[name], original[name]) for name in loaded)
         check(same and set(original) >= set(loaded), f"{path.name}: {len(loaded)} tensors equal the model's")
 
+    step("Look it up from its local directory")
+    print(f"   hgf('{model_dir}:config') = {hgf(f'{model_dir}:config')!r}")
+
     step("Register the files in the artifact store as repo 'demo/tiny-gpt2'")
     store = ArtifactStore()
     for path in sorted(model_dir.iterdir()):
