@@ -9,6 +9,7 @@ Targets: at most 1.0x transformers' time.
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 import warnings
 from typing import List
 
@@ -61,18 +62,21 @@ def run(quick: bool) -> List[Row]:
     rows.append(_forward_row(f"BertModel forward, BERT-base, {shape}", theirs, ours, inputs, repeat))
 
     with tempfile.TemporaryDirectory() as directory:
-        theirs.save_pretrained(directory)
+        for safe_serialization, form in ((True, "safetensors"), (False, "pytorch_model.bin")):
+            theirs.save_pretrained(directory, safe_serialization=safe_serialization)
+
+            def load_ours():
+                models.BertModel.from_pretrained(directory)
+
+            def load_theirs():
+                transformers.BertModel.from_pretrained(directory)
+
+            ours_s, peer_s = interleaved(load_ours, load_theirs, repeat=repeat)
+            what = f"BertModel.from_pretrained, BERT-base {form} dir"
+            rows.append(Row(AREA, what, ours_s, "transformers 5.23", peer_s, TARGET))
+            for path in Path(directory).iterdir():
+                path.unlink()
         del theirs, ours
-
-        def load_ours():
-            models.BertModel.from_pretrained(directory)
-
-        def load_theirs():
-            transformers.BertModel.from_pretrained(directory)
-
-        ours_s, peer_s = interleaved(load_ours, load_theirs, repeat=repeat)
-        what = "BertModel.from_pretrained, BERT-base safetensors dir"
-        rows.append(Row(AREA, what, ours_s, "transformers 5.23", peer_s, TARGET))
 
     theirs, ours = _pair("gpt2", "GPT2LMHeadModel", quick)
     rows.append(_forward_row(f"GPT2LMHeadModel forward, GPT-2 small, {shape}", theirs, ours, inputs, repeat))

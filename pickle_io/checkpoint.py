@@ -69,18 +69,20 @@ def _torch_file(path: PathLike, kind: str) -> Iterator[TorchCheckpoint]:
         yield _read_torch_file(file, path, kind)
 
 
-def load(path: PathLike, *, mmap: bool = True) -> Any:
+def load(path: PathLike, *, mmap: bool = True, writable: bool = False) -> Any:
     """The object saved in a checkpoint, with every tensor as a numpy array.
 
-    mmap=True gives read-only views of the memory-mapped file (no copy); mmap=False gives
-    owned, writable arrays. Tensors that share a storage in the file share memory here, with
+    mmap=True gives read-only views of the memory-mapped file (no copy); with writable=True the
+    file is mapped copy-on-write instead, as torch.load(mmap=True) does: the arrays are writable
+    and what is written stays in this process, never reaching the file. mmap=False gives owned,
+    writable arrays. Tensors that share a storage in the file share memory here, with
     their offsets and strides. A safetensors file gives its {name: array} dict.
     """
     kind = detect_format(path)
     if kind == "safetensors":
-        return safetensors_io.read_safetensors(path, mmap=mmap)
+        return safetensors_io.read_safetensors(path, mmap=mmap, writable=writable)
     with _torch_file(path, kind) as checkpoint:
-        return checkpoint.load(mmap=mmap)
+        return checkpoint.load(mmap=mmap, writable=writable)
 
 
 class Checkpoint(Mapping):

@@ -12,7 +12,6 @@ storages are located, and then the metadata is turned into arrays.
 
 from __future__ import annotations
 
-import mmap as mmap_module
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -22,7 +21,7 @@ from pickle_io.errors import CheckpointError, PickleIOError
 from pickle_io.pickler import V3_DTYPES, GlobalRef, Pickler, storage_class
 from pickle_io.storage_plan import PlannedStorage, StoragePlan
 from pickle_io.tensors import ArraySource, InfoSource, materialize, storage_dtype
-from pickle_io.torch_zip import read_owned
+from pickle_io.torch_zip import map_file, read_owned
 from pickle_io.unpickler import TruncatedPickle, unpickle
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -50,7 +49,7 @@ class LegacyCheckpoint:
     def __init__(self, file: Any, filename: str) -> None:
         self.file = file
         self.filename = filename
-        self.data = mmap_module.mmap(file.fileno(), 0, access=mmap_module.ACCESS_READ)
+        self.data = map_file(file, writable=False)
         # The pickles come first; they are parsed from a bytes copy of the file's head, which
         # indexes faster than the mapping (a pickle running past it is re-read from the map).
         self.head = self.data[:HEAD_BYTES]
@@ -110,17 +109,20 @@ class LegacyCheckpoint:
     def info_object(self) -> Any:
         return self._info_object
 
-    def array_source(self, *, mmap: bool) -> ArraySource:
+    def array_source(self, *, mmap: bool, writable: bool = False) -> ArraySource:
+        mapped = map_file(self.file, writable=True) if mmap and writable else self.data
+
         def read_record(key: str) -> np.ndarray:
             offset, nbytes = self.records[key]
             if mmap:
-                return np.frombuffer(self.data, np.uint8, count=nbytes, offset=offset)
+                return np.frombuffer(mapped, np.uint8, count=nbytes, offset=offset)
             return read_owned(self.file, nbytes, offset, self.filename)
 
         return ArraySource(read_record, filename=self.filename, big_endian=self.big_endian)
 
-    def load(self, *, mmap: bool) -> Any:
-        return materialize(self._info_object, self.array_source(mmap=mmap), self.filename)
+    def load(self, *, mmap: bool, writable: bool = False) -> Any:
+        return materialize(self._info_object, self.array_source(mmap=mmap, writable=writable),
+                           self.filename)
 
 
 def _legacy_persistent_id(storage: PlannedStorage) -> tuple:

@@ -8,7 +8,6 @@ and float8 tensors, slice the bytes themselves at the offsets of the header the 
 from __future__ import annotations
 
 import json
-import mmap as mmap_module
 import os
 import struct
 from typing import Any, Dict, List, Mapping, Tuple
@@ -21,6 +20,7 @@ from safetensors.numpy import save_file
 from pickle_io import dtypes
 from pickle_io.atomic_file import replacing
 from pickle_io.errors import CheckpointError, PickleIOError
+from pickle_io.torch_zip import map_file
 
 # safetensors dtype code -> torch/numpy dtype name
 DTYPE_NAMES = {
@@ -55,15 +55,16 @@ def tensor_table(path: os.PathLike) -> List[Tuple[str, str, Tuple[int, ...]]]:
         raise CheckpointError(f"{path}: bad safetensors file: {error}") from None
 
 
-def read_safetensors(path: os.PathLike, *, mmap: bool = False) -> Dict[str, np.ndarray]:
-    """Every tensor of a safetensors file: read-only views of the mapped file (mmap=True) or
-    owned arrays from the package's numpy API (mmap=False)."""
+def read_safetensors(path: os.PathLike, *, mmap: bool = False,
+                     writable: bool = False) -> Dict[str, np.ndarray]:
+    """Every tensor of a safetensors file: views of the mapped file (mmap=True; read-only, or
+    copy-on-write when writable) or owned arrays from the package's numpy API (mmap=False)."""
     try:
         with safe_open(str(path), framework="numpy") as file:  # validates the whole header
             names = list(file.keys())
             codes = {name: file.get_slice(name).get_dtype() for name in names}
             if mmap:
-                return _mapped_tensors(path, names, codes)
+                return _mapped_tensors(path, names, codes, writable)
             return {name: _copy_raw(path, name, codes[name]) if codes[name].startswith("F8_")
                     else file.get_tensor(name) for name in names}
     except SafetensorError as error:
@@ -77,11 +78,12 @@ def _header(path: os.PathLike) -> Tuple[Dict[str, Any], int]:
         return json.loads(file.read(header_length)), 8 + header_length
 
 
-def _mapped_tensors(path: os.PathLike, names: List[str], codes: Dict[str, str]) -> Dict[str, np.ndarray]:
+def _mapped_tensors(path: os.PathLike, names: List[str], codes: Dict[str, str],
+                    writable: bool) -> Dict[str, np.ndarray]:
     header, data_start = _header(path)
     with open(path, "rb") as file:
-        mapped = mmap_module.mmap(file.fileno(), 0, access=mmap_module.ACCESS_READ) if os.fstat(
-            file.fileno()).st_size > data_start else b""
+        mapped = map_file(file, writable=writable) if os.fstat(
+            file.fileno()).st_size > data_start else bytearray() if writable else b""
     tensors = {}
     for name in names:
         dtype = dtypes.numpy_dtype(DTYPE_NAMES.get(codes[name], ""))

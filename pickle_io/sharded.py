@@ -49,8 +49,8 @@ def _state_dict_of(obj: Any, path: Path) -> Dict[str, np.ndarray]:
     return dict(obj)
 
 
-def _load_file(path: Path, mmap: bool) -> Dict[str, np.ndarray]:
-    return _state_dict_of(checkpoint.load(path, mmap=mmap), path)
+def _load_file(path: Path, mmap: bool, writable: bool) -> Dict[str, np.ndarray]:
+    return _state_dict_of(checkpoint.load(path, mmap=mmap, writable=writable), path)
 
 
 def _read_weight_map(index_path: Path) -> Dict[str, str]:
@@ -90,21 +90,22 @@ def checkpoint_files(dir_or_index: PathLike) -> List[Path]:
     return [path.parent / shard for shard in dict.fromkeys(_read_weight_map(path).values())]
 
 
-def load_sharded(dir_or_index: PathLike, *, mmap: bool = True) -> Dict[str, np.ndarray]:
+def load_sharded(dir_or_index: PathLike, *, mmap: bool = True,
+                 writable: bool = False) -> Dict[str, np.ndarray]:
     """{name: array} of a Hugging Face checkpoint: an `*.index.json` path, a directory holding
     one, or a directory holding a single model.safetensors or pytorch_model.bin (safetensors
     preferred). A single checkpoint file is accepted too. Only the tensors an index lists are
     returned; a missing shard or tensor is a CheckpointError."""
     path = resolve_checkpoint(dir_or_index)
     if not path.name.endswith(".json"):
-        return _load_file(path, mmap)
+        return _load_file(path, mmap, writable)
     weight_map = _read_weight_map(path)
     shards: Dict[str, Dict[str, np.ndarray]] = {}
     for shard in dict.fromkeys(weight_map.values()):
         shard_path = path.parent / shard
         if not shard_path.is_file():
             raise CheckpointError(f"{path}: shard {shard} is missing")
-        shards[shard] = _load_file(shard_path, mmap)
+        shards[shard] = _load_file(shard_path, mmap, writable)
     result = {}
     for name, shard in weight_map.items():
         if name not in shards[shard]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mmap as mmap_module
 import os
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class ZipCheckpoint:
         if order not in (b"little", b"big"):
             raise CheckpointError(f"{filename}: unknown byteorder {order[:20]!r}")
         self.big_endian = order == b"big"
-        self._mapped: Optional[mmap_module.mmap] = None
+        self._mapped: Dict[bool, mmap_module.mmap] = {}  # by writable
 
     def _find_prefix(self) -> str:
         names = list(self.reader.entries)
@@ -69,21 +69,22 @@ class ZipCheckpoint:
         return unpickle(self.pickle, filename=self.filename,
                         source=InfoSource(filename=self.filename))[0]
 
-    def array_source(self, *, mmap: bool) -> ArraySource:
+    def array_source(self, *, mmap: bool, writable: bool = False) -> ArraySource:
         if mmap:
-            self._map()  # now, while the file is surely open
+            self._map(writable)  # now, while the file is surely open
 
         def read_record(key: str) -> np.ndarray:
-            return self.read_record(key, mmap=mmap)
+            return self.read_record(key, mmap=mmap, writable=writable)
 
         return ArraySource(read_record, filename=self.filename, big_endian=self.big_endian)
 
-    def load(self, *, mmap: bool) -> Any:
+    def load(self, *, mmap: bool, writable: bool = False) -> Any:
         return unpickle(self.pickle, filename=self.filename,
-                        source=self.array_source(mmap=mmap))[0]
+                        source=self.array_source(mmap=mmap, writable=writable))[0]
 
-    def read_record(self, key: str, *, mmap: bool) -> np.ndarray:
-        """A storage's bytes: a read-only view of the mapped file (mmap) or an owned copy."""
+    def read_record(self, key: str, *, mmap: bool, writable: bool = False) -> np.ndarray:
+        """A storage's bytes: a view of the mapped file (mmap; read-only unless writable, then
+        copy-on-write) or an owned copy."""
         entry = self._entry(f"data/{key}")
         offset = self.reader.payload_offset(entry)
         if entry.method != _STORED:
@@ -93,13 +94,20 @@ class ZipCheckpoint:
         if entry.size != entry.compressed_size:
             raise CheckpointError(f"{self.filename}: stored entry {entry.name!r} sizes differ")
         if mmap:
-            return np.frombuffer(self._map(), np.uint8, count=entry.size, offset=offset)
+            return np.frombuffer(self._map(writable), np.uint8, count=entry.size, offset=offset)
         return read_owned(self.file, entry.size, offset, self.filename)
 
-    def _map(self) -> mmap_module.mmap:
-        if self._mapped is None:
-            self._mapped = mmap_module.mmap(self.file.fileno(), 0, access=mmap_module.ACCESS_READ)
-        return self._mapped
+    def _map(self, writable: bool) -> mmap_module.mmap:
+        if writable not in self._mapped:
+            self._mapped[writable] = map_file(self.file, writable=writable)
+        return self._mapped[writable]
+
+
+def map_file(file: Any, *, writable: bool) -> mmap_module.mmap:
+    """The whole file mapped read-only, or copy-on-write (MAP_PRIVATE, as torch.load(mmap=True)
+    maps): writes to a copy-on-write mapping stay in this process and never reach the file."""
+    access = mmap_module.ACCESS_COPY if writable else mmap_module.ACCESS_READ
+    return mmap_module.mmap(file.fileno(), 0, access=access)
 
 
 def read_owned(file: Any, size: int, offset: int, filename: str) -> np.ndarray:

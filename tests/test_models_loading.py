@@ -213,8 +213,9 @@ def test_damaged_files_are_errors_naming_the_file(tmp_path):
         BertModel.from_pretrained(tmp_path)
     (tmp_path / "model.safetensors.index.json").unlink()
     (tmp_path / "pytorch_model.bin").write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(pickle_io.PickleIOError, match="pytorch_model.bin"):
+    with pytest.raises(CorruptWeightsError, match="pytorch_model.bin") as caught:
         BertModel.from_pretrained(tmp_path)
+    assert isinstance(caught.value.__cause__, pickle_io.CheckpointError)
 
 
 def test_tied_weights_stay_tied_and_are_saved_once(tmp_path):
@@ -317,11 +318,12 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
 """
 
 
-def test_loading_holds_the_weights_in_memory_once(tmp_path):
+@pytest.mark.parametrize("safe_serialization", [True, False], ids=["safetensors", "bin"])
+def test_loading_holds_the_weights_in_memory_once(tmp_path, safe_serialization):
     """Peak memory of load + one forward grows by about one checkpoint, not two (~100 MB model)."""
     config = bridge.config.BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, intermediate_size=1536)
-    BertModel(config).save_pretrained(tmp_path)
-    size = (tmp_path / "model.safetensors").stat().st_size
+    BertModel(config).save_pretrained(tmp_path, safe_serialization=safe_serialization)
+    size = (tmp_path / ("model.safetensors" if safe_serialization else "pytorch_model.bin")).stat().st_size
     assert size > 80e6
     probe = subprocess.run(
         [sys.executable, "-c", MEMORY_PROBE, str(tmp_path)], capture_output=True, text=True, check=True,
@@ -329,3 +331,23 @@ def test_loading_holds_the_weights_in_memory_once(tmp_path):
     )
     growth = int(probe.stdout.split()[-1])
     assert growth < 1.4 * size, f"peak memory grew by {growth / size:.2f}x the checkpoint size"
+
+
+class _RunsAShellCommand:
+    def __init__(self, sentinel):
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.sentinel}",)
+
+
+def test_malicious_pickle_weights_are_refused_and_never_run(tmp_path):
+    _, ours = make_pair("bert", "model")
+    ours.config.save_pretrained(tmp_path)
+    sentinel = tmp_path / "pwned"
+    torch.save({"bert.pooler.dense.bias": _RunsAShellCommand(sentinel)}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(pickle_io.UnsafePickleError, match="system"):
+        BertModel.from_pretrained(tmp_path)
+    assert not sentinel.exists()

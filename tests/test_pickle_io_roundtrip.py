@@ -479,3 +479,27 @@ def test_real_zip64_file_over_4_gib_sparse(tmp_path):
     assert int(theirs["big"][-1]) == 0 == int(ours["big"][-1])
     assert_same_tensor(ours["small"], theirs["small"])
     assert numpy_bytes(ours["small"]) == small.tobytes()
+
+
+@pytest.mark.parametrize("form", ["zip", "legacy", "safetensors"])
+def test_writable_load_is_copy_on_write(tmp_path, form):
+    """writable=True: zero-copy arrays that can be written, sharing kept, and the file untouched."""
+    from safetensors.torch import save_file
+
+    weight = torch.randn(4, 3)
+    path = tmp_path / f"m.{form}"
+    if form == "safetensors":
+        save_file({"w": weight, "b": torch.arange(3.0)}, path)
+    else:
+        torch.save({"w": weight, "tied": weight, "column": weight[:, 1]}, path,
+                   _use_new_zipfile_serialization=form == "zip")
+    original = path.read_bytes()
+    loaded = pickle_io.load(path, writable=True)
+    assert loaded["w"].flags.writeable and not pickle_io.load(path)["w"].flags.writeable
+    assert_same_tensor(loaded["w"], weight)
+    loaded["w"][0, 1] = 1234.0
+    if form != "safetensors":
+        assert loaded["tied"][0, 1] == 1234.0 and loaded["column"][0] == 1234.0
+    assert path.read_bytes() == original
+    assert_same_tensor(pickle_io.load(path)["w"], weight)
+    assert pickle_io.load_sharded(path, writable=True)["w"].flags.writeable

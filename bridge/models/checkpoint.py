@@ -1,9 +1,8 @@
 """Checkpoint files: find a model's weights for a source, read them, write them.
 
 Reading goes through `bridge.hub.fetch_file` (a local directory or a Hub repo id, resolved through
-the artifact store). safetensors files are memory-mapped by the safetensors package into
-copy-on-write torch tensors; pickle files are parsed by `pickle_io` into read-only numpy views of
-the mapped file (never `torch.load`). Nothing is copied up front. Writing goes through pickle_io.
+the artifact store) and `pickle_io`, which maps every format copy-on-write into numpy arrays that
+torch shares without a copy (never `torch.load`). Writing goes through pickle_io.
 This module knows file names and formats, not models.
 """
 
@@ -20,7 +19,7 @@ import numpy as np
 from bridge.errors import BridgeError
 
 Source = Union[str, os.PathLike]
-TensorLike = Any  # a torch.Tensor (safetensors files) or a numpy array (pickle files, via pickle_io)
+TensorLike = Any  # a numpy array from pickle_io (or a torch.Tensor)
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -68,23 +67,15 @@ def read_weights(source: Source, *, revision: Optional[str] = None) -> Dict[str,
 
 
 def read_weights_file(path: Path) -> Dict[str, TensorLike]:
-    """The tensors of one weights file, memory-mapped, never copied into memory up front.
-
-    safetensors files are mapped by the safetensors package straight into copy-on-write torch
-    storage (pickle_io's numpy path copies every tensor, which would double the memory a load
-    needs and take several times longer); pickle files are read by pickle_io, never torch.load.
-    """
-    if path.name.endswith(".safetensors"):
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as file:
-                return {name: file.get_tensor(name) for name in file.keys()}
-        except SafetensorError as error:
-            raise CorruptWeightsError(f"{path}: not a valid safetensors file ({error})") from None
+    """The tensors of one weights file (safetensors, or a torch pickle read by pickle_io, never
+    torch.load), mapped copy-on-write: nothing is copied up front, and changing a loaded model
+    never writes to the file."""
     import pickle_io
 
-    return dict(pickle_io.load(path, mmap=True))
+    try:
+        return dict(pickle_io.load(path, mmap=True, writable=True))
+    except pickle_io.CheckpointError as error:  # damaged; an UnsafePickleError passes unchanged
+        raise CorruptWeightsError(str(error)) from error
 
 
 def _read_index(path: Path) -> Dict[str, str]:
