@@ -23,12 +23,16 @@ The path of a Hub file registered in the store (`"<repo_id>/<file>"`, or
 Python, no network. Errors when the name is not registered or its directory is missing.
 """
 function artifact_file(repo_id::AbstractString, filename::AbstractString; revision = nothing, root::AbstractString = store_root())
-    pinned = revision === nothing || revision == "main" ? repo_id : "$repo_id@$revision"
+    # As bridge.artifacts.artifact_name: no revision, "" and the default branch use the plain name.
+    pinned = revision === nothing || isempty(revision) || revision == "main" ? repo_id : "$repo_id@$revision"
     name = "$pinned/$filename"
     toml = joinpath(root, "Artifacts.toml")
     meta = artifact_meta(name, toml)
     meta === nothing && error("artifact $(repr(name)) is not registered in $toml; fetch it once with `hgf get $pinned $filename`")
-    directory = with_artifacts_directory(() -> artifact_path(Base.SHA1(meta["git-tree-sha1"])), joinpath(root, "artifacts"))
+    # honor_overrides = false: Artifacts.load_overrides() caches the first Overrides.toml it reads
+    # process-wide, so reading it under our directory would hide the depots' overrides afterwards.
+    tree_hash = Base.SHA1(meta["git-tree-sha1"])
+    directory = with_artifacts_directory(() -> artifact_path(tree_hash; honor_overrides = false), joinpath(root, "artifacts"))
     path = joinpath(directory, basename(get(meta, "file", filename)))  # the file keeps its base name
     isfile(path) || error("artifact $(repr(name)) is registered but $path is missing; run `hgf artifacts verify`")
     return path
