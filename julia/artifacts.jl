@@ -24,7 +24,7 @@ Python, no network. Errors when the name is not registered or its directory is m
 """
 function artifact_file(repo_id::AbstractString, filename::AbstractString; revision = nothing, root::AbstractString = store_root())
     # As bridge.artifacts.artifact_name: no revision, "" and the default branch use the plain name.
-    pinned = revision === nothing || isempty(revision) || revision == "main" ? repo_id : "$repo_id@$revision"
+    pinned = revision === nothing || revision in ("", "main") ? repo_id : "$repo_id@$revision"
     name = "$pinned/$filename"
     toml = joinpath(root, "Artifacts.toml")
     meta = artifact_meta(name, toml)
