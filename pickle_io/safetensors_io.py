@@ -65,7 +65,9 @@ def read_safetensors(path: os.PathLike, *, mmap: bool = False,
             codes = {name: file.get_slice(name).get_dtype() for name in names}
             if mmap:
                 return _mapped_tensors(path, names, codes, writable)
-            return {name: _copy_raw(path, name, codes[name]) if codes[name].startswith("F8_")
+            float8 = {name for name in names if codes[name].startswith("F8_")}
+            header, data_start = _header(path) if float8 else ({}, 0)  # once, not per tensor
+            return {name: _copy_raw(path, name, codes[name], header, data_start) if name in float8
                     else file.get_tensor(name) for name in names}
     except SafetensorError as error:
         raise CheckpointError(f"{path}: bad safetensors file: {error}") from None
@@ -86,9 +88,7 @@ def _mapped_tensors(path: os.PathLike, names: List[str], codes: Dict[str, str],
             file.fileno()).st_size > data_start else bytearray() if writable else b""
     tensors = {}
     for name in names:
-        dtype = dtypes.numpy_dtype(DTYPE_NAMES.get(codes[name], ""))
-        if dtype is None:
-            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {codes[name]}")
+        dtype = _numpy_dtype(path, name, codes[name])
         begin, end = header[name]["data_offsets"]
         shape = tuple(header[name]["shape"])
         if end - begin != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
@@ -101,11 +101,16 @@ def _mapped_tensors(path: os.PathLike, names: List[str], codes: Dict[str, str],
     return tensors
 
 
-def _copy_raw(path: os.PathLike, name: str, code: str) -> np.ndarray:
+def _numpy_dtype(path: os.PathLike, name: str, code: str) -> np.dtype:
     dtype = dtypes.numpy_dtype(DTYPE_NAMES.get(code, ""))
     if dtype is None:
         raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {code}")
-    header, data_start = _header(path)
+    return dtype
+
+
+def _copy_raw(path: os.PathLike, name: str, code: str, header: Dict[str, Any],
+              data_start: int) -> np.ndarray:
+    dtype = _numpy_dtype(path, name, code)
     begin, end = header[name]["data_offsets"]
     with open(path, "rb") as file:
         file.seek(data_start + begin)
