@@ -18,7 +18,7 @@ from pickle_io.pickler import GlobalRef, Pickler, storage_class
 from pickle_io.storage_plan import PlannedStorage, StoragePlan
 from pickle_io.tensors import ArraySource, InfoSource
 from pickle_io.unpickler import unpickle
-from pickle_io.zipformat import ZipEntry, ZipReader, inflate, write_zip
+from pickle_io.zipformat import ZipEntry, ZipReader, write_zip
 
 _STORED = 0
 WRITE_PREFIX = "archive"  # fixed, so the bytes do not depend on the file's name
@@ -86,11 +86,10 @@ class ZipCheckpoint:
         """A storage's bytes: a view of the mapped file (mmap; read-only unless writable, then
         copy-on-write) or an owned copy."""
         entry = self._entry(f"data/{key}")
-        offset = self.reader.payload_offset(entry)
         if entry.method != _STORED:
-            data = inflate(os.pread(self.file.fileno(), entry.compressed_size, offset),
-                           entry.size, f"{self.filename}: {entry.name}")
+            data = self.reader.read(entry)  # inflated
             return np.frombuffer(data if mmap else bytearray(data), np.uint8)
+        offset = self.reader.payload_offset(entry)
         if entry.size != entry.compressed_size:
             raise CheckpointError(f"{self.filename}: stored entry {entry.name!r} sizes differ")
         if mmap:
