@@ -12,14 +12,13 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 
 from bridge.errors import BridgeError
 
 Source = Union[str, os.PathLike]
-TensorLike = Any  # a numpy array from pickle_io (or a torch.Tensor)
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -47,8 +46,8 @@ def fetch(
     return fetch_file(str(source), filename, revision=revision, missing_ok=missing_ok)
 
 
-def read_weights(source: Source, *, revision: Optional[str] = None) -> Dict[str, TensorLike]:
-    """{tensor name: array or tensor} of the first weights found for `source`.
+def read_weights(source: Source, *, revision: Optional[str] = None) -> Dict[str, np.ndarray]:
+    """{tensor name: numpy array} of the first weights found for `source`.
 
     For a sharded checkpoint every shard the index lists is fetched (shards of a Hub repo may be
     stored apart from the index) and read in turn.
@@ -59,14 +58,14 @@ def read_weights(source: Source, *, revision: Optional[str] = None) -> Dict[str,
             continue
         if not filename.endswith(".index.json"):
             return read_weights_file(Path(path))
-        tensors: Dict[str, TensorLike] = {}
+        tensors: Dict[str, np.ndarray] = {}
         for shard in sorted(set(_read_index(Path(path)).values())):
             tensors.update(read_weights_file(Path(fetch(source, shard, revision=revision))))
         return tensors
     raise WeightsNotFoundError(f"{source}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
 
 
-def read_weights_file(path: Path) -> Dict[str, TensorLike]:
+def read_weights_file(path: Path) -> Dict[str, np.ndarray]:
     """The tensors of one weights file (safetensors, or a torch pickle read by pickle_io, never
     torch.load), mapped copy-on-write: nothing is copied up front, and changing a loaded model
     never writes to the file."""
