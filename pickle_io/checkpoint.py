@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
-from pickle_io import dtypes, safetensors_io
+from pickle_io import safetensors_io
 from pickle_io.atomic_file import replacing
 from pickle_io.errors import CheckpointError, PickleIOError
 from pickle_io.legacy import LegacyCheckpoint, starts_like_legacy, write_legacy_checkpoint
@@ -199,15 +200,8 @@ def inspect(path: PathLike) -> CheckpointSummary:
     Nested containers give dotted names (`optimizer.state.0.exp_avg`)."""
     kind = detect_format(path)
     if kind == "safetensors":
-        tensors = []
-        for name, dtype_name, shape in safetensors_io.tensor_table(path):
-            dtype = dtypes.numpy_dtype(dtype_name)
-            if dtype is None:
-                raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {dtype_name}")
-            numel = 1
-            for dim in shape:
-                numel *= dim
-            tensors.append(TensorSummary(name, dtype_name, shape, dtype.itemsize * numel, None))
+        tensors = [TensorSummary(name, dtype.name, shape, dtype.itemsize * math.prod(shape), None)
+                   for name, dtype, shape in safetensors_io.tensor_table(path)]
         return CheckpointSummary(str(path), kind, tensors)
     found: List[TensorSummary] = []
     with _torch_file(path, kind) as checkpoint:

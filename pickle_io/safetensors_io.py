@@ -41,15 +41,15 @@ def looks_like_safetensors(head: bytes, file_size: int) -> bool:
     return header_length <= min(file_size - 8, _HEADER_LIMIT) and head[8:9] == b"{"
 
 
-def tensor_table(path: os.PathLike) -> List[Tuple[str, str, Tuple[int, ...]]]:
-    """(name, dtype name, shape) of every tensor, in file order, reading no tensor data."""
+def tensor_table(path: os.PathLike) -> List[Tuple[str, np.dtype, Tuple[int, ...]]]:
+    """(name, dtype, shape) of every tensor, in file order, reading no tensor data."""
     try:
         with safe_open(str(path), framework="numpy") as file:
             table = []
             for name in file.keys():
                 view = file.get_slice(name)
-                code = view.get_dtype()
-                table.append((name, DTYPE_NAMES.get(code, code), tuple(view.get_shape())))
+                dtype = _numpy_dtype(path, name, view.get_dtype())
+                table.append((name, dtype, tuple(view.get_shape())))
             return table
     except SafetensorError as error:
         raise CheckpointError(f"{path}: bad safetensors file: {error}") from None
