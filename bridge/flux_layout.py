@@ -339,7 +339,7 @@ def flux_weights(
         if entry.key not in arrays:
             missing.append(entry.key)
             continue
-        array, is_bf16 = _crossable(as_numpy(arrays[entry.key]))
+        array, is_bf16 = _crossable(np.asarray(arrays[entry.key]))
         weights.append(FluxWeight(entry.key, entry.path, to_flux_array(array, entry.transform), is_bf16))
     if missing:
         warnings.warn(
@@ -373,19 +373,6 @@ def _match_checkpoint(
             stacklevel=3,
         )
     return matched
-
-
-def as_numpy(tensor: Any) -> np.ndarray:
-    """A numpy array from a numpy array or a (CPU or GPU) torch tensor; bf16 as ml_dtypes.bfloat16."""
-    if not hasattr(tensor, "detach"):
-        return np.asarray(tensor)
-    import ml_dtypes
-    import torch
-
-    tensor = tensor.detach().cpu()
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return tensor.numpy()
 
 
 def _crossable(array: np.ndarray) -> Tuple[np.ndarray, bool]:

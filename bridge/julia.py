@@ -187,4 +187,15 @@ def torch_model_config_and_task(model: Any) -> Tuple[PretrainedConfig, str]:
 
 def state_dict_numpy(model: Any) -> Dict[str, np.ndarray]:
     """A PyTorch model's state dict as CPU numpy arrays (bf16 as ml_dtypes.bfloat16)."""
-    return {key: flux_layout.as_numpy(tensor) for key, tensor in model.state_dict().items()}
+    return {key: _tensor_to_numpy(tensor) for key, tensor in model.state_dict().items()}
+
+
+def _tensor_to_numpy(tensor: Any) -> np.ndarray:
+    """A (CPU or GPU) torch tensor as a CPU numpy array; bf16 as ml_dtypes.bfloat16."""
+    import ml_dtypes
+    import torch
+
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
