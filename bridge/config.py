@@ -141,10 +141,8 @@ class PretrainedConfig:
     def from_dict(cls, entries: Dict[str, Any]) -> "PretrainedConfig":
         entries = dict(entries)
         entries.pop("transformers_version", None)
-        if cls is PretrainedConfig:
-            config = PretrainedConfig(**entries)
-            return config
-        entries.pop("model_type", None)
+        if cls is not PretrainedConfig:
+            entries.pop("model_type", None)  # a family class sets its own; a generic one keeps it
         return cls(**entries)
 
     @classmethod
