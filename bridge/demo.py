@@ -63,7 +63,7 @@ def main() -> None:
     hgf_cli(["convert", str(safetensors_file), str(legacy_file), "--format", "legacy"])
     original = {name: tensor.numpy() for name, tensor in model.state_dict().items()}
     for path in (checkpoint, safetensors_file, legacy_file):
-        loaded = pickle_io.load_sharded(path) if path.suffix == ".safetensors" else pickle_io.load(path)
+        loaded = pickle_io.load(path)
         same = all(np.array_equal(loaded[name], original[name]) for name in loaded)
         check(same and set(original) >= set(loaded), f"{path.name}: {len(loaded)} tensors equal the model's")
 
