@@ -33,6 +33,12 @@ COMMON_DEFAULTS: Dict[str, Any] = {
     "eos_token_id": None,
     "pad_token_id": None,
 }
+DEFAULT_NUM_LABELS = 2  # a config that names no labels has LABEL_0 and LABEL_1, as in transformers
+
+
+def _numbered_labels(count: int) -> Dict[int, str]:
+    """The id2label transformers makes for `num_labels=count`: {0: "LABEL_0", ...}."""
+    return {i: f"LABEL_{i}" for i in range(count)}
 
 
 class PretrainedConfig:
@@ -49,7 +55,7 @@ class PretrainedConfig:
         if "id2label" in entries and entries["id2label"] is not None:
             entries["id2label"] = {int(k): v for k, v in entries["id2label"].items()}
         elif num_labels is not None:
-            entries["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
+            entries["id2label"] = _numbered_labels(num_labels)
         if "id2label" in entries and "label2id" not in entries:
             entries["label2id"] = {v: k for k, v in entries["id2label"].items()}
         if "torch_dtype" in entries and "dtype" not in entries:  # transformers < 5 wrote torch_dtype
@@ -67,7 +73,7 @@ class PretrainedConfig:
         if key in values:
             return values[key]
         if key == "id2label":
-            return {0: "LABEL_0", 1: "LABEL_1"}
+            return _numbered_labels(DEFAULT_NUM_LABELS)
         if key == "label2id":
             return {v: k for k, v in self.id2label.items()}
         raise AttributeError(f"{type(self).__name__} has no entry {name!r}")
@@ -82,7 +88,7 @@ class PretrainedConfig:
         self._values[key] = value
 
     def __init_labels(self, num_labels: int) -> None:
-        self.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+        self.id2label = _numbered_labels(num_labels)
         self.label2id = {v: k for k, v in self.id2label.items()}
 
     @property
@@ -114,7 +120,7 @@ class PretrainedConfig:
             for key, value in self.to_dict().items()
             if key not in COMMON_DEFAULTS or key in self.family_defaults or value != COMMON_DEFAULTS[key]
         }
-        if self.num_labels == 2 and values["id2label"] == {0: "LABEL_0", 1: "LABEL_1"}:
+        if values["id2label"] == _numbered_labels(DEFAULT_NUM_LABELS):
             del values["id2label"], values["label2id"]
         if "id2label" in values:
             values["id2label"] = {str(k): v for k, v in values["id2label"].items()}
