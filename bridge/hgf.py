@@ -53,10 +53,6 @@ class Spec:
     revision: Optional[str]  # None: the default branch (always None for a directory)
     item: Optional[str]  # lowercased; None: (tokenizer, model)
 
-    @property
-    def is_local(self) -> bool:
-        return is_local_source(self.source)
-
 
 def parse_spec(spec: str) -> Spec:
     """Parse `spec`; SpecError names what is wrong and shows the grammar."""
