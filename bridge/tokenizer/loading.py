@@ -35,24 +35,23 @@ def load_tokenizer(source: Union[str, os.PathLike], *, revision: Optional[str] =
     def fetch(filename: str) -> Optional[Path]:
         return fetch_file(source, filename, revision=revision, missing_ok=True)
 
+    def fetch_json(filename: str) -> dict:
+        """The JSON object in `filename`, or {} when the source has no such file."""
+        path = fetch(filename)
+        return read_json_file(path) if path else {}
+
     where = str(source)
-    config_path = fetch("tokenizer_config.json")
-    tokenizer_config = read_json_file(config_path) if config_path else {}
+    tokenizer_config = fetch_json("tokenizer_config.json")
     tokenizer_json = fetch("tokenizer.json")
     vocab_txt = None if tokenizer_json else fetch("vocab.txt")
-    model_config = {}
-    if not tokenizer_config.get("tokenizer_class"):
-        model_config_path = fetch("config.json")
-        model_config = read_json_file(model_config_path) if model_config_path else {}
+    model_config = {} if tokenizer_config.get("tokenizer_class") else fetch_json("config.json")
     family = family_for(tokenizer_config, model_config, where=where)
     if family is None:  # no config names it: judge by the files
         if tokenizer_json:
             family = family_of_tokenizer_json(read_json_file(tokenizer_json))
         else:
             family = FAMILIES["bert"] if vocab_txt else FAMILIES["gpt2"]
-    special_tokens_map_path = fetch("special_tokens_map.json")
-    special_tokens_map = read_json_file(special_tokens_map_path) if special_tokens_map_path else None
-    settings = read_settings(family, tokenizer_config, special_tokens_map, where=where)
+    settings = read_settings(family, tokenizer_config, fetch_json("special_tokens_map.json"), where=where)
 
     if tokenizer_json:
         backend = assemble.from_tokenizer_json(tokenizer_json)
