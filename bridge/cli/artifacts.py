@@ -45,14 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    from bridge.hgf import hgf, parse_spec
+    from bridge.hgf import CONFIG_ITEM, hgf, parse_spec
     from bridge.hub import fetch_file
 
+    spec = parse_spec(args.spec)
     if not args.files:
         result = hgf(args.spec)
-        print(result if parse_spec(args.spec).item == "config" else f"{args.spec}: {type(result).__name__}")
+        print(result if spec.item == CONFIG_ITEM else f"{args.spec}: {type(result).__name__}")
         return 0
-    spec = parse_spec(args.spec)
     if spec.item is not None:
         raise SpecError(f"with FILEs, SPEC is '<repo_id>[@<revision>]' without an item, not {args.spec!r}")
     for filename in args.files:
