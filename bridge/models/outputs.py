@@ -12,6 +12,8 @@ from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import torch
 
+from bridge.models.losses import span_loss
+
 Tensor = torch.Tensor
 # A layer's cached (key, value), each of shape (batch, heads, seen tokens, head size); one per layer.
 KeyValue = Tuple[Tensor, Tensor]
@@ -130,8 +132,6 @@ def span_output(
     end_positions: Optional[Tensor],
 ) -> QuestionAnsweringOutput:
     """Question answering: split (batch, tokens, 2) logits into start and end; loss given both positions."""
-    from bridge.models.losses import span_loss
-
     start_logits, end_logits = (part.squeeze(-1) for part in logits.split(1, dim=-1))
     loss = None
     if start_positions is not None and end_positions is not None:
