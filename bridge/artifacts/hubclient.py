@@ -58,12 +58,16 @@ class HubFile:
     url: str
 
 
+def xdg_cache_home() -> Path:
+    """`$XDG_CACHE_HOME` when set and not empty, else `~/.cache`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"))
+
+
 def hf_home() -> Path:
     """`$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`."""
     if "HF_HOME" in os.environ:
         return Path(os.environ["HF_HOME"]).expanduser()
-    xdg_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg_cache) / "huggingface"
+    return xdg_cache_home() / "huggingface"
 
 
 def hub_cache_dir() -> Path:

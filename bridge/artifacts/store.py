@@ -56,8 +56,7 @@ def default_root() -> Path:
     """`$HGF_BRIDGE_HOME`, else `$XDG_CACHE_HOME/hgf-bridge`, else `~/.cache/hgf-bridge` (read now)."""
     if os.environ.get("HGF_BRIDGE_HOME"):
         return Path(os.environ["HGF_BRIDGE_HOME"]).expanduser()
-    xdg_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg_cache) / "hgf-bridge"
+    return hubclient.xdg_cache_home() / "hgf-bridge"
 
 
 def artifact_name(repo_id: str, filename: str, revision: Optional[str] = None) -> str:
