@@ -143,8 +143,8 @@ def save_sharded(state_dict: Mapping[str, np.ndarray], directory: PathLike, *,
     zip files (tied weights stored once per shard), "safetensors" writes safetensors."""
     if format not in _SHARD_STEMS:
         raise PickleIOError(f"unknown shard format {format!r}; use 'bin' or 'safetensors'")
-    _state_dict_of(state_dict, Path(directory))
     directory = Path(directory)
+    _state_dict_of(state_dict, directory)
     directory.mkdir(parents=True, exist_ok=True)
     shards = _split(state_dict, parse_size(max_shard_size))
     stem, suffix = _SHARD_STEMS[format]
