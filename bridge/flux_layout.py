@@ -312,11 +312,12 @@ def to_flux_array(array: np.ndarray, transform: str) -> np.ndarray:
 
 
 def from_flux_array(array: np.ndarray, transform: str) -> np.ndarray:
-    """Inverse of `to_flux_array`: a Julia-shaped array back to torch's C-order layout."""
+    """Inverse of `to_flux_array`: a Julia-shaped array back to torch's C-order layout, copied once
+    into memory of its own (Julia's arrays may change or go away after the call)."""
     if transform == NONE:
-        return np.ascontiguousarray(array.T)
+        return np.array(array.T, order="C")
     if transform == TRANSPOSE:
-        return np.ascontiguousarray(array)
+        return np.array(array, order="C")
     raise ValueError(f"unknown transform {transform!r}")
 
 
@@ -399,7 +400,7 @@ def state_dict_from_flux(
             continue
         if entry.key not in arrays:
             raise FluxLayoutError(f"Flux arrays lack {entry.key!r} (field {'.'.join(map(str, entry.path))})")
-        state_dict[entry.key] = np.array(from_flux_array(np.asarray(arrays[entry.key]), entry.transform))
+        state_dict[entry.key] = from_flux_array(np.asarray(arrays[entry.key]), entry.transform)
     return state_dict
 
 
