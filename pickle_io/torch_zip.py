@@ -89,9 +89,7 @@ class ZipCheckpoint:
         if entry.method != _STORED:
             data = self.reader.read(entry)  # inflated
             return np.frombuffer(data if mmap else bytearray(data), np.uint8)
-        offset = self.reader.payload_offset(entry)
-        if entry.size != entry.compressed_size:
-            raise CheckpointError(f"{self.filename}: stored entry {entry.name!r} sizes differ")
+        offset = self.reader.stored_offset(entry)
         if mmap:
             return np.frombuffer(self._map(writable), np.uint8, count=entry.size, offset=offset)
         return read_owned(self.file, entry.size, offset, self.filename)

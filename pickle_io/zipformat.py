@@ -185,13 +185,18 @@ class ZipReader:
             raise CheckpointError(f"{self.filename}: zip entry {entry.name!r} runs past its end")
         return offset
 
+    def stored_offset(self, entry: ZipEntry) -> int:
+        """Where a STORED entry's `entry.size` bytes start (its payload is its contents)."""
+        offset = self.payload_offset(entry)
+        if entry.size != entry.compressed_size:
+            raise CheckpointError(f"{self.filename}: stored entry {entry.name!r} sizes differ")
+        return offset
+
     def read(self, entry: ZipEntry) -> bytes:
         """An entry's uncompressed bytes (DEFLATED ones inflated, never beyond their stated size)."""
-        data = self._pread(entry.compressed_size, self.payload_offset(entry))
         if entry.method == _STORED:
-            if entry.size != entry.compressed_size:
-                raise CheckpointError(f"{self.filename}: stored entry {entry.name!r} sizes differ")
-            return data
+            return self._pread(entry.size, self.stored_offset(entry))
+        data = self._pread(entry.compressed_size, self.payload_offset(entry))
         return inflate(data, entry.size, f"{self.filename}: {entry.name}")
 
 
