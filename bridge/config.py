@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Dict, Optional, Union
 
@@ -128,15 +127,10 @@ class PretrainedConfig:
 
     def to_json_file(self, path: Union[str, os.PathLike]) -> None:
         """Write config.json atomically (temp file, then rename)."""
-        path = Path(path)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(self.to_json_string())
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        from pickle_io.atomic_file import replacing  # here: configs are read far more than written
+
+        with replacing(path) as temporary:
+            temporary.write_text(self.to_json_string(), encoding="utf-8")
 
     def save_pretrained(self, directory: Union[str, os.PathLike]) -> None:
         """Write `<directory>/config.json`, creating the directory."""

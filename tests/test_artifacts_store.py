@@ -62,6 +62,16 @@ def test_root_follows_environment_at_call_time(tmp_path, monkeypatch):
     assert ArtifactStore().root == tmp_path / "xdg" / "hgf-bridge"
 
 
+def test_artifacts_toml_gets_the_usual_file_mode(store, make_file):
+    """Replaced atomically, yet readable by others (Julia may run as another user): umask applies."""
+    old = os.umask(0o022)
+    try:
+        store.register_file(make_file("a.txt", b"a"), "me/a.txt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((store.root / "Artifacts.toml").stat().st_mode) == 0o644
+
+
 def test_register_file_lays_out_julia_artifact(store, make_file):
     data = b'{"model_type": "bert"}\n'
     tree = store.register_file(make_file("config.json", data), "org/model/config.json", repo="org/model")

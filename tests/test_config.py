@@ -72,3 +72,17 @@ def test_config_json_leaves_out_unchanged_common_defaults(tmp_path):
     assert "output_attentions" not in written and "id2label" not in written
     theirs = transformers.GPT2Config.from_pretrained(tmp_path)
     assert (theirs.n_embd, theirs.num_labels, theirs.output_attentions) == (128, 2, False)
+
+
+def test_config_json_gets_the_usual_file_mode(tmp_path):
+    """Written atomically, yet readable by others as any file the user creates (umask applies)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        BertConfig().save_pretrained(tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "config.json").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # no temp file left

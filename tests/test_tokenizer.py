@@ -403,19 +403,30 @@ def test_save_pretrained_loads_back_identically_in_transformers(pair, tmp_path):
 
 def test_save_pretrained_leaves_nothing_half_written(tokenizer_dirs, tmp_path, monkeypatch):
     ours = load_tokenizer(tokenizer_dirs["minilm-json"])
-    real_fdopen = os.fdopen
-    opened = []
+    real_write_text = Path.write_text
+    written = []
 
-    def failing_fdopen(*args, **kwargs):
-        opened.append(args)
-        if len(opened) == 2:
+    def failing_write_text(self, *args, **kwargs):  # the second file hits a full disk
+        written.append(self)
+        if len(written) == 2:
             raise OSError("disk full")
-        return real_fdopen(*args, **kwargs)
+        return real_write_text(self, *args, **kwargs)
 
-    monkeypatch.setattr(os, "fdopen", failing_fdopen)
+    monkeypatch.setattr(Path, "write_text", failing_write_text)
     with pytest.raises(OSError, match="disk full"):
         ours.save_pretrained(tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+def test_saved_files_get_the_usual_file_mode(tokenizer_dirs, tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        written = load_tokenizer(tokenizer_dirs["minilm-json"]).save_pretrained(tmp_path)
+    finally:
+        os.umask(old)
+    assert written and all(stat.S_IMODE(path.stat().st_mode) == 0o644 for path in written)
 
 
 # ----- bad input --------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ table or the new one. Writers serialise through a `filelock` lock next to it.
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator
@@ -69,13 +68,9 @@ class Manifest:
             return table
 
     def _write(self, table: Table) -> None:
-        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                tomli_w.dump(dict(sorted(table.items())), file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        from pickle_io.atomic_file import replacing  # here: lookups only read the table
+
+        with replacing(self.path) as temporary, open(temporary, "wb") as file:
+            tomli_w.dump(dict(sorted(table.items())), file)
+            file.flush()
+            os.fsync(file.fileno())

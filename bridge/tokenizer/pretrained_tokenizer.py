@@ -8,9 +8,9 @@ truncation and special-token rules; `decode`/`batch_decode` undo it. The heavy l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -570,18 +570,11 @@ def _json_text(value: dict) -> str:
 
 
 def _write_files_atomically(directory: Path, contents: dict[str, str]) -> tuple[Path, ...]:
-    """Write every file under a temporary name, then rename them all into place."""
-    temporary: dict[str, str] = {}
-    try:
+    """Write every file under a temporary name, then rename them all into place (none on error)."""
+    from pickle_io.atomic_file import replacing
+
+    with contextlib.ExitStack() as renames_on_success:
         for name, text in contents.items():
-            handle, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-            temporary[name] = temp_path
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-        for name, temp_path in temporary.items():
-            os.replace(temp_path, directory / name)
-    finally:
-        for temp_path in temporary.values():
-            if os.path.exists(temp_path):
-                os.unlink(temp_path)
+            temporary = renames_on_success.enter_context(replacing(directory / name))
+            temporary.write_text(text, encoding="utf-8")
     return tuple(directory / name for name in contents)
