@@ -37,6 +37,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+# The base-model prefix is also the field under which our Flux heads keep their base model.
+from bridge.checkpoint_keys import BASE_PREFIX, IGNORED_KEYS, match_keys
 from bridge.config import PretrainedConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 
@@ -46,8 +48,6 @@ TRANSPOSE = "transpose"
 PathStep = Union[str, int]
 FluxPath = Tuple[PathStep, ...]
 
-# The attribute under which a head keeps its base model, in transformers and in our Flux structs.
-BASE_PREFIX = {"bert": "bert", "gpt2": "transformer", "roberta": "roberta"}
 TASKS = {
     "bert": ("model", "formaskedlm", "forsequenceclassification"),
     "gpt2": ("model", "lmheadmodel", "forsequenceclassification"),
@@ -76,9 +76,6 @@ ACTIVATIONS = {
     "swish": "silu",
     "tanh": "tanh",
 }
-# Buffers some checkpoints carry that no model parameter corresponds to (masks, position ranges).
-IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "position_ids")
-LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
 
 
 class FluxLayoutError(BridgeError):
@@ -326,13 +323,13 @@ def flux_weights(
 ) -> List[FluxWeight]:
     """The arrays of `state_dict` for the Flux model of `task`, in table order.
 
-    Checkpoint keys are matched as transformers matches them: the base-model prefix may be
-    present or absent, legacy `gamma`/`beta` names mean `weight`/`bias`. Keys the model does not
+    Checkpoint keys are matched by bridge.checkpoint_keys, the rule of transformers and of our
+    torch models (base-model prefix present or absent, legacy `LayerNorm.gamma`/`beta`). Keys the model does not
     use and fields the checkpoint does not fill are reported in one FluxLayoutWarning each (the
     Julia model keeps its fresh initialisation for the latter).
     """
     table = flux_table(config, task)
-    arrays = _match_checkpoint(state_dict, table, BASE_PREFIX[_family(config)])
+    arrays = _match_checkpoint(state_dict, table, _family(config))
     weights, missing = [], []
     for entry in table:
         if entry.tied_to is not None:
@@ -352,28 +349,23 @@ def flux_weights(
 
 
 def _match_checkpoint(
-    state_dict: Mapping[str, np.ndarray], table: Sequence[Entry], prefix: str
+    state_dict: Mapping[str, np.ndarray], table: Sequence[Entry], family: str
 ) -> Dict[str, np.ndarray]:
-    wanted = {entry.key for entry in table}
-    matched, unused = {}, []
-    for file_key, array in state_dict.items():
-        key = file_key
-        for legacy, modern in LEGACY_SUFFIXES.items():
-            if key.endswith(legacy):
-                key = key[: -len(legacy)] + modern
-        candidates = (key, key[len(prefix) + 1 :] if key.startswith(prefix + ".") else f"{prefix}.{key}")
-        found = next((candidate for candidate in candidates if candidate in wanted), None)
-        if found is not None:
-            matched[found] = array
-        elif not file_key.endswith(IGNORED_SUFFIXES):
-            unused.append(file_key)
-    if unused:
+    """{table key: array} by bridge.checkpoint_keys' rule, the one the torch models use."""
+    match = match_keys(
+        state_dict,
+        [entry.key for entry in table if entry.tied_to is None],
+        BASE_PREFIX[family],
+        tied={entry.key: entry.tied_to for entry in table if entry.tied_to is not None},
+        ignored=IGNORED_KEYS[family],
+    )
+    if match.unused:
         warnings.warn(
-            f"{len(unused)} checkpoint weights unused by the Flux model: {', '.join(unused)}",
+            f"{len(match.unused)} checkpoint weights unused by the Flux model: {', '.join(match.unused)}",
             FluxLayoutWarning,
             stacklevel=3,
         )
-    return matched
+    return {key: state_dict[file_key] for key, file_key in match.mapping.items()}
 
 
 def _crossable(array: np.ndarray) -> Tuple[np.ndarray, bool]:

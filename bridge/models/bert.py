@@ -16,6 +16,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import nn
 
+from bridge.checkpoint_keys import IGNORED_KEYS
 from bridge.config import BertConfig
 from bridge.errors import ConfigError
 from bridge.models.functional import activation, attention, causal_mask, padding_mask
@@ -322,7 +323,7 @@ class BertPretrainedModel(PretrainedModel):
     config_class = BertConfig
     base_model_prefix = "bert"
     # Non-persistent buffers that older transformers versions saved.
-    ignored_checkpoint_keys = (r"embeddings\.position_ids$", r"embeddings\.token_type_ids$")
+    ignored_checkpoint_keys = IGNORED_KEYS["bert"]
 
 
 class BertModel(BertPretrainedModel):

@@ -15,6 +15,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import nn
 
+from bridge.checkpoint_keys import IGNORED_KEYS
 from bridge.config import GPT2Config
 from bridge.errors import ConfigError
 from bridge.models.functional import activation, attention, causal_mask
@@ -140,7 +141,7 @@ class GPT2PretrainedModel(PretrainedModel):
     config_class = GPT2Config
     base_model_prefix = "transformer"
     # Old checkpoints store each layer's causal mask as a buffer; the mask is now computed.
-    ignored_checkpoint_keys = (r"attn\.bias$", r"attn\.masked_bias$")
+    ignored_checkpoint_keys = IGNORED_KEYS["gpt2"]
 
     def initialize_parameter(self, full_name: str, module: nn.Module, parameter: Tensor) -> None:
         """As the base class, but residual projections get std / sqrt(2 * n_layer) (the GPT-2 paper)."""

@@ -12,7 +12,6 @@ warnings, or raised when `strict=True`.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Union
@@ -21,16 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge import checkpoint_keys
 from bridge.config import PretrainedConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.models import checkpoint
+from bridge.spec import parse_spec  # "org/name@rev:model" -> ("org/name", "rev")
 
 Tensor = torch.Tensor
 Source = Union[str, os.PathLike]
-
-# Legacy checkpoints (early BERT ports) name LayerNorm parameters as TensorFlow did.
-LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
-
 
 class CheckpointMismatchError(BridgeError):
     """A checkpoint that does not fit the model: a wrong shape, or (with strict=True) keys that differ."""
@@ -143,8 +140,6 @@ class PretrainedModel(nn.Module):
         the checkpoint's dtype unless `torch_dtype` is given, lives on `device` (default CPU), and
         is returned in eval mode.
         """
-        from bridge.hgf import parse_spec  # "org/name@rev:model" -> ("org/name", "rev")
-
         spec = parse_spec(str(source))
         source, revision = spec.source, revision or spec.revision
         config = load_config(checkpoint.fetch(source, "config.json", revision=revision))
@@ -217,32 +212,16 @@ class PretrainedModel(nn.Module):
         return [name for name in self.state_dict(keep_vars=True) if name not in tied]
 
     def _match_checkpoint_keys(self, file_keys: List[str]) -> Tuple[Dict[str, str], List[str]]:
-        """({model key: checkpoint key}, [checkpoint keys the model does not use])."""
-        expected = set(self._expected_keys())
-        tied = self.active_tied_weights()
-        prefix = self.base_model_prefix + "."
-        model_has_prefix = any(key.startswith(prefix) for key in expected)
-        file_has_prefix = any(key.startswith(prefix) for key in file_keys)
-
-        mapping: Dict[str, str] = {}
-        unused: List[str] = []
-        for file_key in file_keys:
-            key = file_key
-            for old, new in LEGACY_SUFFIXES.items():
-                if key.endswith(old) and "LayerNorm" in key:
-                    key = key[: -len(old)] + new
-            if model_has_prefix and not file_has_prefix:  # a base checkpoint loaded into a head
-                key = prefix + key
-            elif file_has_prefix and not model_has_prefix and key.startswith(prefix):  # head into base
-                key = key[len(prefix) :]
-            if key in expected:
-                mapping[key] = file_key
-            elif key in tied:
-                # A stored tied copy: redundant, unless its source is absent from the file.
-                mapping.setdefault(tied[key], file_key)
-            elif not any(re.search(pattern, key) for pattern in self.ignored_checkpoint_keys):
-                unused.append(file_key)
-        return mapping, unused
+        """({model key: checkpoint key}, [checkpoint keys the model does not use]), by the rule of
+        bridge.checkpoint_keys (transformers' own)."""
+        match = checkpoint_keys.match_keys(
+            file_keys,
+            self._expected_keys(),
+            self.base_model_prefix,
+            tied=self.active_tied_weights(),
+            ignored=self.ignored_checkpoint_keys,
+        )
+        return match.mapping, match.unused
 
     def _set_parameter(self, name: str, tensor: Tensor) -> None:
         module_name, _, leaf = name.rpartition(".")
