@@ -284,10 +284,15 @@ def test_half_precision_checkpoints_load_and_run(tmp_path, dtype, safe_serializa
     expected, actual = run(theirs, inputs).logits, run(ours, inputs).logits
     assert actual.dtype == dtype and torch.isfinite(actual).all()
     torch.testing.assert_close(actual.float(), expected.float(), atol=5e-2, rtol=0)
-    upcast = load_quietly(GPT2LMHeadModel, tmp_path, torch_dtype=torch.float32)
+    upcast = load_quietly(GPT2LMHeadModel, tmp_path, dtype=torch.float32)
     assert upcast.dtype == torch.float32
-    assert load_quietly(GPT2LMHeadModel, tmp_path, torch_dtype="float32").dtype == torch.float32
+    assert load_quietly(GPT2LMHeadModel, tmp_path, dtype="float32").dtype == torch.float32
+    assert load_quietly(GPT2LMHeadModel, tmp_path, dtype="auto").dtype == dtype
+    # transformers 4's keyword stays as an alias; both at once is ambiguous.
+    assert load_quietly(GPT2LMHeadModel, tmp_path, torch_dtype=torch.float32).dtype == torch.float32
     assert load_quietly(GPT2LMHeadModel, tmp_path, torch_dtype="auto").dtype == dtype
+    with pytest.raises(TypeError, match="once"):
+        GPT2LMHeadModel.from_pretrained(tmp_path, dtype=torch.float32, torch_dtype=torch.float32)
     ours.save_pretrained(tmp_path / "again")
     assert json.loads((tmp_path / "again" / "config.json").read_text())["dtype"] == str(dtype)[len("torch."):]
     assert load_quietly(GPT2LMHeadModel, tmp_path / "again").dtype == dtype

@@ -213,18 +213,41 @@ def test_cached_decode_matches_transformers(family, task):
     full_mask = torch.cat([mask, torch.ones(BATCH, 1, dtype=mask.dtype)], dim=1)
     with torch.no_grad():
         their_prefix = theirs(input_ids=ids, attention_mask=mask, use_cache=True)
-        their_step = theirs(input_ids=next_ids, attention_mask=full_mask, past_key_values=their_prefix.past_key_values)
+        their_step = theirs(input_ids=next_ids, attention_mask=full_mask, cache=their_prefix.cache)
         our_prefix = ours(input_ids=ids, attention_mask=mask, use_cache=True)
-        our_step = ours(input_ids=next_ids, attention_mask=full_mask, past_key_values=our_prefix.past_key_values)
+        our_step = ours(input_ids=next_ids, attention_mask=full_mask, cache=our_prefix.cache)
         our_full = ours(input_ids=torch.cat([ids, next_ids], dim=1), attention_mask=full_mask, use_cache=False)
-    assert list(our_prefix) == list(their_prefix) == ["logits", "past_key_values"]
-    assert len(our_prefix.past_key_values) == 2
-    assert our_prefix.past_key_values[0][0].shape == (BATCH, 4, TOKENS, 8)
-    assert our_step.past_key_values[0][0].shape == (BATCH, 4, TOKENS + 1, 8)
+    assert list(our_prefix) == list(their_prefix) == ["logits", "cache"]
+    assert len(our_prefix.cache) == 2
+    assert our_prefix.cache[0][0].shape == (BATCH, 4, TOKENS, 8)
+    assert our_step.cache[0][0].shape == (BATCH, 4, TOKENS + 1, 8)
     torch.testing.assert_close(our_step.logits, their_step.logits, atol=ATOL, rtol=0)
     # Row 0 has no padding: the cached step is the last position of the full forward pass.
     torch.testing.assert_close(our_step.logits[0, -1], our_full.logits[0, -1], atol=ATOL, rtol=0)
-    assert our_full.past_key_values is None
+    assert our_full.cache is None
+
+
+@pytest.mark.parametrize("family, task", [("gpt2", "lmheadmodel"), ("bert", "lmheadmodel")])
+def test_past_key_values_is_a_deprecated_alias_of_cache(family, task):
+    """transformers 5.24's rename: the old keyword and output field still work, with a FutureWarning."""
+    _, ours = make_pair(family, task)
+    inputs = make_inputs(family, "model")
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    next_ids = torch.randint(3, VOCAB - 1, (BATCH, 1))
+    full_mask = torch.cat([mask, torch.ones(BATCH, 1, dtype=mask.dtype)], dim=1)
+    with torch.no_grad():
+        prefix = ours(input_ids=ids, attention_mask=mask, use_cache=True)
+        with pytest.warns(FutureWarning, match="past_key_values"):
+            old_name_output = prefix.past_key_values
+        assert old_name_output is prefix.cache
+        with pytest.warns(FutureWarning, match="past_key_values"):
+            assert prefix["past_key_values"] is prefix.cache
+        new_step = ours(input_ids=next_ids, attention_mask=full_mask, cache=prefix.cache)
+        with pytest.warns(FutureWarning, match="past_key_values"):
+            old_step = ours(input_ids=next_ids, attention_mask=full_mask, past_key_values=prefix.cache)
+        with pytest.raises(TypeError, match="once"):
+            ours(input_ids=next_ids, attention_mask=full_mask, cache=prefix.cache, past_key_values=prefix.cache)
+    torch.testing.assert_close(old_step.logits, new_step.logits, atol=0, rtol=0)
 
 
 def test_greedy_generate_equals_transformers():

@@ -24,10 +24,11 @@ from bridge.models.losses import causal_lm_loss, sequence_classification_loss, t
 from bridge.models.outputs import (
     BaseModelOutput,
     KeyValue,
+    KeyValueCache,
     LogitsOutput,
-    PastKeyValues,
     PreTrainingOutput,
     QuestionAnsweringOutput,
+    cache_argument,
     head_output,
     span_output,
 )
@@ -212,7 +213,7 @@ class BertEncoder(nn.Module):
         is_causal: bool,
         output_attentions: bool,
         output_hidden_states: bool,
-        past_key_values: Optional[PastKeyValues] = None,
+        cache: Optional[KeyValueCache] = None,
         use_cache: bool = False,
     ) -> BaseModelOutput:
         # Keep only what was asked for: holding every layer's activations costs memory and speed.
@@ -220,7 +221,7 @@ class BertEncoder(nn.Module):
         all_attentions: List[Tensor] = []
         presents: List[KeyValue] = []
         for i, layer in enumerate(self.layer):
-            layer_past = past_key_values[i] if past_key_values is not None else None
+            layer_past = cache[i] if cache is not None else None
             hidden_states, present, weights = layer(hidden_states, mask, is_causal, output_attentions, layer_past)
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
@@ -230,7 +231,7 @@ class BertEncoder(nn.Module):
                 presents.append(present)
         return BaseModelOutput(
             last_hidden_state=hidden_states,
-            past_key_values=tuple(presents) if use_cache else None,
+            cache=tuple(presents) if use_cache else None,
             hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
             attentions=tuple(all_attentions) if output_attentions else None,
         )
@@ -330,7 +331,7 @@ class BertModel(BertPretrainedModel):
     """The bare encoder: `last_hidden_state`, and `pooler_output` when built with a pooler.
 
     With `config.is_decoder` the self-attention is causal (as in BertLMHeadModel) and, as in
-    transformers, the model returns `past_key_values` (one (key, value) pair per layer, as GPT-2's)
+    transformers, the model returns its key/value `cache` (one (key, value) pair per layer, as GPT-2's)
     unless `use_cache=False`; pass them back with only the new tokens.
     """
 
@@ -354,16 +355,18 @@ class BertModel(BertPretrainedModel):
         token_type_ids: Optional[Tensor] = None,
         position_ids: Optional[Tensor] = None,
         inputs_embeds: Optional[Tensor] = None,
-        past_key_values: Optional[PastKeyValues] = None,
+        cache: Optional[KeyValueCache] = None,
         use_cache: Optional[bool] = None,
         output_attentions: Optional[bool] = None,
         output_hidden_states: Optional[bool] = None,
+        past_key_values: Optional[KeyValueCache] = None,
     ) -> BaseModelOutput:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if past_key_values is not None and not self.config.is_decoder:
-            raise ValueError("past_key_values need a decoder (config.is_decoder=True)")
-        past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
+        cache = cache_argument(cache, past_key_values)
+        if cache is not None and not self.config.is_decoder:
+            raise ValueError("a key/value cache needs a decoder (config.is_decoder=True)")
+        past_length = cache[0][0].shape[2] if cache is not None else 0
         embeddings = self.embeddings(
             input_ids=input_ids,
             token_type_ids=token_type_ids,
@@ -382,7 +385,7 @@ class BertModel(BertPretrainedModel):
             is_causal,
             output_attentions=self.setting(output_attentions, "output_attentions"),
             output_hidden_states=self.setting(output_hidden_states, "output_hidden_states"),
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=self.config.is_decoder and self.setting(use_cache, "use_cache"),
         )
         if self.pooler is not None:

@@ -3,9 +3,9 @@
 Read top to bottom: Conv1D (GPT-2's transposed linear layer), attention with a key/value cache,
 the MLP, the pre-norm block, the model, then the heads and greedy/sampled generation.
 
-The key/value cache (`past_key_values`) is a tuple with one (key, value) pair per layer, each of
-shape (batch, heads, tokens seen, head size). Pass it back with only the new tokens' input_ids and
-an `attention_mask` covering past and new tokens.
+The key/value cache (`cache`; `past_key_values` before transformers 5.24) is a tuple with one
+(key, value) pair per layer, each of shape (batch, heads, tokens seen, head size). Pass it back
+with only the new tokens' input_ids and an `attention_mask` covering past and new tokens.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from bridge.models.outputs import (
     BaseModelOutput,
     DoubleHeadsOutput,
     KeyValue,
+    KeyValueCache,
     LogitsOutput,
-    PastKeyValues,
     QuestionAnsweringOutput,
+    cache_argument,
     head_output,
     span_output,
 )
@@ -168,7 +169,7 @@ class GPT2Model(GPT2PretrainedModel):
     def forward(
         self,
         input_ids: Optional[Tensor] = None,
-        past_key_values: Optional[PastKeyValues] = None,
+        cache: Optional[KeyValueCache] = None,
         attention_mask: Optional[Tensor] = None,
         token_type_ids: Optional[Tensor] = None,
         position_ids: Optional[Tensor] = None,
@@ -176,6 +177,7 @@ class GPT2Model(GPT2PretrainedModel):
         use_cache: Optional[bool] = None,
         output_attentions: Optional[bool] = None,
         output_hidden_states: Optional[bool] = None,
+        past_key_values: Optional[KeyValueCache] = None,
     ) -> BaseModelOutput:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
@@ -185,7 +187,8 @@ class GPT2Model(GPT2PretrainedModel):
         else:
             input_shape = inputs_embeds.shape[:-1]
         batch, tokens = inputs_embeds.shape[:2]
-        past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
+        cache = cache_argument(cache, past_key_values)
+        past_length = cache[0][0].shape[2] if cache is not None else 0
         use_cache = self.setting(use_cache, "use_cache")
         output_attentions = self.setting(output_attentions, "output_attentions")
         output_hidden_states = self.setting(output_hidden_states, "output_hidden_states")
@@ -209,7 +212,7 @@ class GPT2Model(GPT2PretrainedModel):
         for i, block in enumerate(self.h):
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
-            layer_past = past_key_values[i] if past_key_values is not None else None
+            layer_past = cache[i] if cache is not None else None
             hidden_states, present, weights = block(hidden_states, layer_past, mask, is_causal, output_attentions)
             if use_cache:
                 presents.append(present)
@@ -220,7 +223,7 @@ class GPT2Model(GPT2PretrainedModel):
             all_hidden_states.append(hidden_states)
         return BaseModelOutput(
             last_hidden_state=hidden_states,
-            past_key_values=tuple(presents) if use_cache else None,
+            cache=tuple(presents) if use_cache else None,
             hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
             attentions=tuple(all_attentions) if output_attentions else None,
         )
@@ -282,12 +285,12 @@ class GPT2LMHeadModel(GPT2PretrainedModel):
         for _ in range(max_new_tokens):
             outputs = self(
                 step_input,
-                past_key_values=past,
+                cache=past,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
                 use_cache=True,
             )
-            past = outputs.past_key_values
+            past = outputs.cache
             next_tokens = _choose_tokens(outputs.logits[:, -1, :].float(), do_sample, top_k, temperature, generator)
             next_tokens = torch.where(finished, torch.full_like(next_tokens, pad_id), next_tokens)
             sequences = torch.cat((sequences, next_tokens[:, None]), dim=1)
@@ -380,7 +383,7 @@ class GPT2DoubleHeadsModel(GPT2PretrainedModel):
             mc_loss=token_loss(mc_logits, mc_labels) if mc_labels is not None else None,
             logits=logits,
             mc_logits=mc_logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )

@@ -7,6 +7,7 @@ Fields are read as attributes (`output.logits`), by name (`output["logits"]`) or
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
@@ -17,7 +18,21 @@ from bridge.models.losses import span_loss
 Tensor = torch.Tensor
 # A layer's cached (key, value), each of shape (batch, heads, seen tokens, head size); one per layer.
 KeyValue = Tuple[Tensor, Tensor]
-PastKeyValues = Tuple[KeyValue, ...]
+KeyValueCache = Tuple[KeyValue, ...]
+
+# transformers 5.24 renamed the decoder cache `past_key_values` to `cache` (keyword and output field);
+# the old name still works, with this warning, as it does there.
+CACHE_RENAMED = "`past_key_values` is deprecated (renamed `cache` in transformers 5.24); use `cache` instead"
+
+
+def cache_argument(cache: Optional[KeyValueCache], past_key_values: Optional[KeyValueCache]) -> Optional[KeyValueCache]:
+    """The cache a forward was given, under its name (`cache`) or its deprecated one (`past_key_values`)."""
+    if past_key_values is None:
+        return cache
+    if cache is not None:
+        raise TypeError("pass the key/value cache once, as `cache` (not also as `past_key_values`)")
+    warnings.warn(CACHE_RENAMED, FutureWarning, stacklevel=3)
+    return past_key_values
 
 
 class ModelOutput:
@@ -40,7 +55,16 @@ class ModelOutput:
     def to_tuple(self) -> Tuple[Any, ...]:
         return tuple(self.values())
 
+    @property
+    def past_key_values(self) -> Any:
+        """The deprecated name of `cache`."""
+        warnings.warn(CACHE_RENAMED, FutureWarning, stacklevel=2)
+        return getattr(self, "cache", None)
+
     def __getitem__(self, key: Union[int, slice, str]) -> Any:
+        if key == "past_key_values":
+            warnings.warn(CACHE_RENAMED, FutureWarning, stacklevel=2)
+            key = "cache"
         if isinstance(key, str):
             if getattr(self, key, None) is None:
                 raise KeyError(key)
@@ -60,7 +84,7 @@ class BaseModelOutput(ModelOutput):
 
     last_hidden_state: Optional[Tensor] = None
     pooler_output: Optional[Tensor] = None
-    past_key_values: Optional[PastKeyValues] = None
+    cache: Optional[KeyValueCache] = None
     hidden_states: Optional[Tuple[Tensor, ...]] = None
     attentions: Optional[Tuple[Tensor, ...]] = None
 
@@ -71,7 +95,7 @@ class LogitsOutput(ModelOutput):
 
     loss: Optional[Tensor] = None
     logits: Optional[Tensor] = None
-    past_key_values: Optional[PastKeyValues] = None
+    cache: Optional[KeyValueCache] = None
     hidden_states: Optional[Tuple[Tensor, ...]] = None
     attentions: Optional[Tuple[Tensor, ...]] = None
 
@@ -106,7 +130,7 @@ class DoubleHeadsOutput(ModelOutput):
     mc_loss: Optional[Tensor] = None
     logits: Optional[Tensor] = None
     mc_logits: Optional[Tensor] = None
-    past_key_values: Optional[PastKeyValues] = None
+    cache: Optional[KeyValueCache] = None
     hidden_states: Optional[Tuple[Tensor, ...]] = None
     attentions: Optional[Tuple[Tensor, ...]] = None
 
@@ -119,7 +143,7 @@ def head_output(
     return LogitsOutput(
         loss=loss,
         logits=logits,
-        past_key_values=base.past_key_values if with_cache else None,
+        cache=base.cache if with_cache else None,
         hidden_states=base.hidden_states,
         attentions=base.attentions,
     )

@@ -129,23 +129,26 @@ class PretrainedModel(nn.Module):
         source: Source,
         *,
         revision: Optional[str] = None,
-        torch_dtype: Union[torch.dtype, str, None] = None,
+        dtype: Union[torch.dtype, str, None] = None,
         device: Union[str, torch.device, None] = None,
         strict: bool = False,
+        torch_dtype: Union[torch.dtype, str, None] = None,
     ) -> "PretrainedModel":
         """Load a pretrained model from a local directory, a Hub repo id or an hgf spec.
 
         Files come through `bridge.hub.fetch_file`: config.json, then the first weights found of
         model.safetensors, its sharded index, pytorch_model.bin, its sharded index. The model keeps
-        the checkpoint's dtype unless `torch_dtype` is given, lives on `device` (default CPU), and
-        is returned in eval mode.
+        the checkpoint's dtype unless `dtype` is given (`torch_dtype`, transformers 4's name, is an
+        alias), lives on `device` (default CPU), and is returned in eval mode.
         """
         spec = parse_spec(str(source))
         source, revision = spec.source, revision or spec.revision
         config = load_config(checkpoint.fetch(source, "config.json", revision=revision))
         cls.check_config(config)
         state_dict = checkpoint.read_weights(source, revision=revision)
-        return cls.from_state_dict(config, state_dict, torch_dtype=torch_dtype, device=device, strict=strict)
+        return cls.from_state_dict(
+            config, state_dict, dtype=dtype, torch_dtype=torch_dtype, device=device, strict=strict
+        )
 
     @classmethod
     def from_state_dict(
@@ -153,9 +156,10 @@ class PretrainedModel(nn.Module):
         config: PretrainedConfig,
         state_dict: Mapping[str, Union[Tensor, np.ndarray]],
         *,
-        torch_dtype: Union[torch.dtype, str, None] = None,
+        dtype: Union[torch.dtype, str, None] = None,
         device: Union[str, torch.device, None] = None,
         strict: bool = False,
+        torch_dtype: Union[torch.dtype, str, None] = None,
     ) -> "PretrainedModel":
         """Build the model for `config` and fill it from `state_dict` (torch tensors or numpy arrays).
 
@@ -163,7 +167,7 @@ class PretrainedModel(nn.Module):
         rules. Arrays are adopted without a copy where dtype and device allow.
         """
         device = torch.device(device or "cpu")
-        torch_dtype = _resolve_dtype(torch_dtype)
+        requested_dtype = _resolve_dtype(_dtype_argument(dtype, torch_dtype))
         with torch.device("meta"):
             model = cls(config)
         mapping, unused = model._match_checkpoint_keys(list(state_dict))
@@ -172,7 +176,7 @@ class PretrainedModel(nn.Module):
         if strict and (missing or unused):
             raise CheckpointMismatchError(_mismatch_message(cls.__name__, unused, missing))
         used = [state_dict[file_key] for file_key in mapping.values()]
-        dtype = torch_dtype or _checkpoint_dtype(used) or torch.get_default_dtype()
+        dtype = requested_dtype or _checkpoint_dtype(used) or torch.get_default_dtype()
 
         for model_key, file_key in mapping.items():
             tensor = _to_tensor(state_dict[file_key], file_key)
@@ -269,16 +273,25 @@ def _mismatch_message(model: str, unused: List[str], missing: List[str]) -> str:
     return f"{model} does not match the checkpoint (strict=True): " + "; ".join(parts)
 
 
-def _resolve_dtype(torch_dtype: Union[torch.dtype, str, None]) -> Optional[torch.dtype]:
+def _dtype_argument(dtype: Union[torch.dtype, str, None], torch_dtype: Union[torch.dtype, str, None]) -> Any:
+    """The dtype asked for, as `dtype` (transformers 5's keyword) or `torch_dtype` (its alias)."""
+    if torch_dtype is None:
+        return dtype
+    if dtype is not None:
+        raise TypeError("pass the dtype once, as `dtype` (`torch_dtype` is its older name)")
+    return torch_dtype
+
+
+def _resolve_dtype(requested: Union[torch.dtype, str, None]) -> Optional[torch.dtype]:
     """A torch dtype from a dtype, its name ("bfloat16", "torch.float16") or "auto"/None (the checkpoint's)."""
-    if torch_dtype is None or isinstance(torch_dtype, torch.dtype):
-        return torch_dtype
-    name = str(torch_dtype).replace("torch.", "")
+    if requested is None or isinstance(requested, torch.dtype):
+        return requested
+    name = str(requested).replace("torch.", "")
     if name == "auto":
         return None
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"torch_dtype {torch_dtype!r} is not a floating-point torch dtype")
+        raise ValueError(f"dtype {requested!r} is not a floating-point torch dtype")
     return dtype
 
 
