@@ -1,8 +1,9 @@
 """Model configurations: a model's config.json as a Python object.
 
 The defaults, attribute names and aliases follow Hugging Face `transformers`, so a config.json written by
-either side reads back the same in the other. `BertConfig`, `GPT2Config` and `RobertaConfig` serve our
-model families; any other `model_type` gets a plain `PretrainedConfig` holding what the file says.
+either side reads back the same in the other. `BertConfig`, `GPT2Config`, `RobertaConfig`, `LlamaConfig`,
+`MistralConfig` and `Qwen2Config` serve our model families; any other `model_type` gets a plain
+`PretrainedConfig` holding what the file says.
 Importing this module does not import torch.
 """
 
@@ -65,6 +66,10 @@ class PretrainedConfig:
             object.__setattr__(self, "model_type", entries["model_type"])
         object.__setattr__(self, "_given", list(entries))
         object.__setattr__(self, "_values", {**COMMON_DEFAULTS, **self.family_defaults, **entries})
+        self.derive_entries()
+
+    def derive_entries(self) -> None:
+        """Fill the entries a family derives from others (transformers' `__post_init__`); none here."""
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__.get("_values", {})
@@ -218,6 +223,120 @@ class GPT2Config(PretrainedConfig):
 
 
 CONFIG_CLASSES: Dict[str, type] = {c.model_type: c for c in (BertConfig, GPT2Config, RobertaConfig)}
+
+
+# ---- Llama-family decoders (Llama, Mistral, Qwen2), as transformers 5.24 defines their configs.
+# RoPE settings live in one dict, `rope_parameters` ({"rope_type", "rope_theta", "factor", ...}); the
+# older spellings in config.json (`rope_theta`, `rope_scaling` with "type" or "rope_type") are
+# folded into it on load, as transformers does, and are not written back.
+
+DEFAULT_ROPE_THETA = 10_000.0
+ROPE_TYPES_WITH_ORIGINAL_LENGTH = ("llama3", "yarn", "longrope")
+
+
+class LlamaConfig(PretrainedConfig):
+    model_type = "llama"
+    family_defaults = {
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": None,
+        "hidden_act": "silu",
+        "max_position_embeddings": 2048,
+        "initializer_range": 0.02,
+        "rms_norm_eps": 1e-6,
+        "use_cache": True,
+        "pad_token_id": None,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pretraining_tp": 1,
+        "tie_word_embeddings": False,
+        "rope_parameters": None,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "head_dim": None,
+    }
+
+    def derive_entries(self) -> None:
+        values = self._values
+        if "head_dim" in values and values["head_dim"] is None:
+            values["head_dim"] = values["hidden_size"] // values["num_attention_heads"]
+        if values.get("num_key_value_heads") is None:
+            values["num_key_value_heads"] = values["num_attention_heads"]
+        values["rope_parameters"] = _rope_parameters(values)
+        self._given[:] = [key for key in self._given if key in values]
+
+
+def _rope_parameters(values: Dict[str, Any]) -> Dict[str, Any]:
+    """transformers' `convert_rope_params_to_dict` + `standardize_rope_params` for one global dict."""
+    legacy_scaling = values.pop("rope_scaling", None)
+    theta = values.pop("rope_theta", DEFAULT_ROPE_THETA)
+    parameters = dict(legacy_scaling or values.get("rope_parameters") or {})
+    if not isinstance(parameters, dict):
+        raise ConfigError(f"rope_parameters must be a JSON object, got {parameters!r}")
+    parameters.setdefault("rope_theta", theta)
+    parameters.setdefault("rope_type", parameters.get("type", "default"))
+    if parameters["rope_type"] in ROPE_TYPES_WITH_ORIGINAL_LENGTH:
+        parameters.setdefault("original_max_position_embeddings", values["max_position_embeddings"])
+    return parameters
+
+
+class MistralConfig(LlamaConfig):
+    model_type = "mistral"
+    family_defaults = {
+        key: value
+        for key, value in {
+            **LlamaConfig.family_defaults,
+            "intermediate_size": 14336,
+            "num_key_value_heads": 8,
+            "max_position_embeddings": 4096 * 32,
+            "sliding_window": 4096,
+        }.items()
+        if key not in ("pretraining_tp", "attention_bias", "mlp_bias")
+    }
+
+
+class Qwen2Config(LlamaConfig):
+    """Qwen2: q/k/v biases always; sliding windows only with `use_sliding_window`, on the layers
+    from `max_window_layers` on (`layer_types`). Its config has no `head_dim` entry."""
+
+    model_type = "qwen2"
+    family_defaults = {
+        key: value
+        for key, value in {
+            **LlamaConfig.family_defaults,
+            "vocab_size": 151936,
+            "intermediate_size": 22016,
+            "num_key_value_heads": 32,
+            "max_position_embeddings": 32768,
+            "use_sliding_window": False,
+            "sliding_window": 4096,
+            "max_window_layers": 28,
+            "layer_types": None,
+            "bos_token_id": None,
+            "eos_token_id": None,
+        }.items()
+        if key not in ("pretraining_tp", "attention_bias", "mlp_bias", "head_dim")
+    }
+
+    def derive_entries(self) -> None:
+        super().derive_entries()
+        values = self._values
+        if not values["use_sliding_window"]:
+            values["sliding_window"] = None
+        if values["layer_types"] is None:
+            values["layer_types"] = [
+                "sliding_attention"
+                if values["sliding_window"] is not None and i >= values["max_window_layers"]
+                else "full_attention"
+                for i in range(values["num_hidden_layers"])
+            ]
+
+
+CONFIG_CLASSES.update({c.model_type: c for c in (LlamaConfig, MistralConfig, Qwen2Config)})
 
 
 def read_config_json(path: Union[str, os.PathLike]) -> Dict[str, Any]:

@@ -1,4 +1,5 @@
-"""PyTorch models of the BERT, GPT-2 and RoBERTa families, key-for-key compatible with transformers.
+"""PyTorch models of the BERT, GPT-2, RoBERTa and Llama (Llama, Mistral, Qwen2) families, key-for-key
+compatible with transformers.
 
     from bridge.models import BertForMaskedLM, get_model_type
     model = BertForMaskedLM.from_pretrained("bert-base-cased")
@@ -31,6 +32,23 @@ from bridge.models.gpt2 import (
     GPT2ForTokenClassification,
     GPT2LMHeadModel,
     GPT2Model,
+)
+from bridge.models.llama import (
+    LlamaForCausalLM,
+    LlamaForQuestionAnswering,
+    LlamaForSequenceClassification,
+    LlamaForTokenClassification,
+    LlamaModel,
+    MistralForCausalLM,
+    MistralForQuestionAnswering,
+    MistralForSequenceClassification,
+    MistralForTokenClassification,
+    MistralModel,
+    Qwen2ForCausalLM,
+    Qwen2ForQuestionAnswering,
+    Qwen2ForSequenceClassification,
+    Qwen2ForTokenClassification,
+    Qwen2Model,
 )
 from bridge.models.outputs import (
     BaseModelOutput,
@@ -94,8 +112,36 @@ FAMILIES: Dict[str, tuple] = {
         RobertaForTokenClassification,
         RobertaForQuestionAnswering,
     ),
+    "llama": (
+        LlamaModel,
+        LlamaForCausalLM,
+        LlamaForSequenceClassification,
+        LlamaForTokenClassification,
+        LlamaForQuestionAnswering,
+    ),
+    "mistral": (
+        MistralModel,
+        MistralForCausalLM,
+        MistralForSequenceClassification,
+        MistralForTokenClassification,
+        MistralForQuestionAnswering,
+    ),
+    "qwen2": (
+        Qwen2Model,
+        Qwen2ForCausalLM,
+        Qwen2ForSequenceClassification,
+        Qwen2ForTokenClassification,
+        Qwen2ForQuestionAnswering,
+    ),
 }
-CLASS_PREFIXES = {"bert": "Bert", "gpt2": "GPT2", "roberta": "Roberta"}
+CLASS_PREFIXES = {
+    "bert": "Bert",
+    "gpt2": "GPT2",
+    "roberta": "Roberta",
+    "llama": "Llama",
+    "mistral": "Mistral",
+    "qwen2": "Qwen2",
+}
 
 
 class TaskTable(dict):
@@ -114,7 +160,7 @@ class TaskTable(dict):
 
 
 def get_model_type(model_type: str) -> Dict[str, type]:
-    """{task: model class} for a config's `model_type` ("bert", "gpt2", "roberta")."""
+    """{task: model class} for a config's `model_type` ("bert", "gpt2", "roberta", "llama", ...)."""
     if model_type not in FAMILIES:
         raise UnknownModelError(
             f"unsupported model type {model_type!r}; supported: {', '.join(sorted(FAMILIES))}"

@@ -1,7 +1,7 @@
 """GPT-2 (Radford et al., 2019) and its heads, with transformers' parameter names.
 
 Read top to bottom: Conv1D (GPT-2's transposed linear layer), attention with a key/value cache,
-the MLP, the pre-norm block, the model, then the heads and greedy/sampled generation.
+the MLP, the pre-norm block, the model, then the heads (generation: bridge.models.generation).
 
 The key/value cache (`cache`; `past_key_values` before transformers 5.24) is a tuple with one
 (key, value) pair per layer, each of shape (batch, heads, tokens seen, head size). Pass it back
@@ -18,7 +18,8 @@ from torch import nn
 from bridge.checkpoint_keys import IGNORED_KEYS
 from bridge.config import GPT2Config
 from bridge.errors import ConfigError
-from bridge.models.functional import activation, attention, causal_mask
+from bridge.models import generation
+from bridge.models.functional import activation, attention, causal_mask, last_token_indices
 from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
 from bridge.models.outputs import (
     BaseModelOutput,
@@ -249,73 +250,35 @@ class GPT2LMHeadModel(GPT2PretrainedModel):
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         return head_output(outputs, logits, loss, with_cache=True)
 
-    @torch.inference_mode()
+    def next_token_logits(
+        self,
+        input_ids: Tensor,
+        cache: Optional[KeyValueCache],
+        attention_mask: Optional[Tensor],
+        position_ids: Optional[Tensor],
+    ) -> Tuple[Tensor, KeyValueCache]:
+        """The last position's logits and the updated cache: one step of `generate`."""
+        if position_ids is not None:
+            position_ids = position_ids[:, -input_ids.shape[1] :]
+        outputs = self.transformer(
+            input_ids, cache=cache, attention_mask=attention_mask, position_ids=position_ids, use_cache=True
+        )
+        return self.lm_head(outputs.last_hidden_state[:, -1, :]), outputs.cache
+
     def generate(
         self,
         input_ids: Tensor,
-        max_new_tokens: int,
+        max_new_tokens: int = 20,
         do_sample: bool = False,
         top_k: Optional[int] = None,
         temperature: float = 1.0,
-        *,
-        attention_mask: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
+        **settings: Any,
     ) -> Tensor:
-        """The prompts (batch, tokens) followed by up to `max_new_tokens` generated tokens.
-
-        Greedy (the most likely token) unless `do_sample`, which draws from softmax(logits /
-        temperature), restricted to the `top_k` most likely tokens when given. Each step feeds only
-        the new token, reusing the key/value cache. As in transformers, a sequence that produced
-        `eos_token_id` is continued with `pad_token_id` (or eos), and generation stops once every
-        sequence has. Prompts of different lengths are left-padded and given an `attention_mask`;
-        positions then count real tokens only, as transformers counts them.
-        """
-        eos_ids = self.config.eos_token_id
-        eos_ids = [] if eos_ids is None else [eos_ids] if isinstance(eos_ids, int) else list(eos_ids)
-        pad_id = self.config.pad_token_id if self.config.pad_token_id is not None else (eos_ids or [0])[0]
-        eos = torch.tensor(eos_ids, dtype=input_ids.dtype, device=input_ids.device)
-        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        position_ids = None
-        if attention_mask is not None:
-            position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-
-        sequences = input_ids
-        step_input = input_ids
-        past = None
-        for _ in range(max_new_tokens):
-            outputs = self(
-                step_input,
-                cache=past,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                use_cache=True,
-            )
-            past = outputs.cache
-            next_tokens = _choose_tokens(outputs.logits[:, -1, :].float(), do_sample, top_k, temperature, generator)
-            next_tokens = torch.where(finished, torch.full_like(next_tokens, pad_id), next_tokens)
-            sequences = torch.cat((sequences, next_tokens[:, None]), dim=1)
-            finished |= torch.isin(next_tokens, eos)
-            if bool(finished.all()):
-                break
-            step_input = next_tokens[:, None]
-            if attention_mask is not None:
-                attention_mask = torch.cat((attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)), dim=1)
-                position_ids = position_ids[:, -1:] + 1
-        return sequences
-
-
-def _choose_tokens(
-    logits: Tensor, do_sample: bool, top_k: Optional[int], temperature: float, generator: Optional[torch.Generator]
-) -> Tensor:
-    """The next token of each sequence from its logits (batch, vocab)."""
-    if not do_sample:
-        return logits.argmax(dim=-1)
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        threshold = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
-    probabilities = logits.softmax(dim=-1)
-    return torch.multinomial(probabilities, num_samples=1, generator=generator).squeeze(1)
+        """Greedy or sampled continuation of `input_ids` (`top_p`, `repetition_penalty`,
+        `eos_token_id`, `attention_mask`, ...: see `bridge.models.generation.generate`)."""
+        return generation.generate(
+            self, input_ids, max_new_tokens, do_sample=do_sample, top_k=top_k, temperature=temperature, **settings
+        )
 
 
 class GPT2SequenceSummary(nn.Module):
@@ -404,14 +367,8 @@ class GPT2ForSequenceClassification(GPT2PretrainedModel):
         outputs = self.transformer(input_ids, **inputs)
         logits = self.score(outputs.last_hidden_state)
         batch = logits.shape[0]
-        pad_token_id = self.config.pad_token_id
-        if pad_token_id is None and batch != 1:
-            raise ValueError("GPT2ForSequenceClassification needs config.pad_token_id for batches of more than one")
-        if pad_token_id is None or input_ids is None:
-            last_token = torch.full((batch,), -1, device=logits.device)
-        else:  # the rightmost token that is not padding (works for left and right padding)
-            positions = torch.arange(input_ids.shape[-1], device=logits.device)
-            last_token = (positions * (input_ids != pad_token_id)).argmax(-1)
+        last_token = last_token_indices(input_ids, batch, self.config.pad_token_id, type(self).__name__)
+        last_token = last_token.to(logits.device)
         pooled_logits = logits[torch.arange(batch, device=logits.device), last_token]
         loss = None
         if labels is not None:

@@ -1,0 +1,615 @@
+"""Llama-family decoders (Llama, Mistral, Qwen2) and their heads, with transformers' parameter names.
+
+Read top to bottom: RMSNorm, rotary position embeddings (the RoPE types these checkpoints ship),
+the causal / sliding-window mask, grouped-query attention, the SwiGLU MLP, the pre-norm decoder
+layer, the model, its heads, then the Mistral and Qwen2 names for the same classes.
+
+The three families are one architecture with a few switches, all read from the config:
+
+    family    q/k/v bias       o bias           MLP bias   sliding window
+    llama     attention_bias   attention_bias   mlp_bias   none
+    mistral   no               no               no         `sliding_window` on every layer (None: none)
+    qwen2     yes              no               no         on the layers `layer_types` marks "sliding_attention"
+
+The key/value cache (`cache`; `past_key_values` before transformers 5.24) is a tuple with one
+(key, value) pair per layer, keys already rotated, each of shape (batch, key/value heads, tokens
+seen, head_dim). Pass it back with only the new tokens and an `attention_mask` covering past and
+new tokens (and `position_ids` when the prompt was left-padded: `generate` does this).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bridge.checkpoint_keys import IGNORED_KEYS
+from bridge.config import LlamaConfig, MistralConfig, Qwen2Config
+from bridge.errors import ConfigError
+from bridge.models import generation
+from bridge.models.functional import activation, last_token_indices
+from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
+from bridge.models.outputs import (
+    BaseModelOutput,
+    KeyValue,
+    KeyValueCache,
+    LogitsOutput,
+    QuestionAnsweringOutput,
+    cache_argument,
+    head_output,
+    span_output,
+)
+from bridge.models.pretrained import PretrainedModel
+
+Tensor = torch.Tensor
+
+
+class LlamaRMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, computed in float32 and cast back before the weight
+    (transformers' order: in bf16 the product is rounded once, after the cast)."""
+
+    def __init__(self, hidden_size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.eps)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+# ---- rotary position embeddings
+
+
+def head_dim(config: LlamaConfig) -> int:
+    """The size of one attention head: `head_dim` when the config has one, else hidden / heads."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def rope_frequencies(config: LlamaConfig, seq_len: Optional[int] = None) -> Tuple[Tensor, float]:
+    """(inverse frequencies (head_dim / 2,), scale applied to cos and sin) for the config's RoPE type.
+
+    The formulas are transformers' (modeling_rope_utils), in float32 on the CPU: "default",
+    "linear" (positions divided by `factor`), "dynamic" (NTK: the base grows with `seq_len` past
+    max_position_embeddings), "llama3" (Llama 3.1's smoothed band scaling) and "yarn".
+    """
+    rope = config.rope_parameters
+    rope_type = rope.get("rope_type", "default")
+    base = rope["rope_theta"]
+    dim = int(head_dim(config) * rope.get("partial_rotary_factor", 1.0))
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim
+
+    if rope_type == "default":
+        return 1.0 / (base**exponents), 1.0
+    if rope_type == "linear":
+        return 1.0 / (base**exponents) / rope["factor"], 1.0
+    if rope_type == "dynamic":
+        factor, max_positions = rope["factor"], config.max_position_embeddings
+        seq_len = max(seq_len or max_positions, max_positions)
+        base = base * ((factor * seq_len / max_positions) - (factor - 1)) ** (dim / (dim - 2))
+        return 1.0 / (base**exponents), 1.0
+    if rope_type == "llama3":
+        return _llama3_frequencies(1.0 / (base**exponents), rope), 1.0
+    if rope_type == "yarn":
+        return _yarn_frequencies(config, rope, base, dim)
+    raise ConfigError(
+        f"RoPE type {rope_type!r} is not supported; supported: default, linear, dynamic, llama3, yarn"
+    )
+
+
+def _llama3_frequencies(inv_freq: Tensor, rope: dict) -> Tensor:
+    """Llama 3.1: long wavelengths divided by `factor`, short ones kept, the band between blended."""
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    old_context = rope["original_max_position_embeddings"]
+    low_wavelength, high_wavelength = old_context / low, old_context / high
+    wavelength = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelength > low_wavelength, inv_freq / factor, inv_freq)
+    smooth = (old_context / wavelength - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    is_medium = ~(wavelength < high_wavelength) * ~(wavelength > low_wavelength)
+    return torch.where(is_medium, smoothed, scaled)
+
+
+def _yarn_frequencies(config: LlamaConfig, rope: dict, base: float, dim: int) -> Tuple[Tensor, float]:
+    """YaRN: interpolation for low frequencies, extrapolation for high ones, a linear ramp between,
+    and an attention scale of 0.1 ln(factor) + 1 unless `attention_factor` says otherwise."""
+    original = rope["original_max_position_embeddings"]
+    factor = rope.get("factor") or config.max_position_embeddings / original
+
+    def mscale(scale: float, weight: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * weight * math.log(scale) + 1.0
+
+    attention_factor = rope.get("attention_factor")
+    if attention_factor is None:
+        if rope.get("mscale") and rope.get("mscale_all_dim"):
+            attention_factor = float(mscale(factor, rope["mscale"]) / mscale(factor, rope["mscale_all_dim"]))
+        else:
+            attention_factor = mscale(factor)
+    beta_fast, beta_slow = rope.get("beta_fast") or 32, rope.get("beta_slow") or 1
+
+    def correction_dim(rotations: float) -> float:
+        return (dim * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if rope.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001  # no zero-width ramp
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low)).clamp(0, 1)
+    position_frequencies = base ** (torch.arange(0, dim, 2, device="cpu").float() / dim)
+    extrapolation = 1 - ramp
+    inv_freq = (1.0 / (factor * position_frequencies)) * (1 - extrapolation) + (1.0 / position_frequencies) * extrapolation
+    return inv_freq, attention_factor
+
+
+class LlamaRotaryEmbedding(nn.Module):
+    """cos and sin of position x frequency, shared by every layer.
+
+    "dynamic" RoPE changes its frequencies with the longest sequence seen, as transformers' does:
+    recomputed when positions grow past what was last computed, reset below the original length.
+    """
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.rope_type = config.rope_parameters.get("rope_type", "default")
+        inv_freq, self.attention_scaling = rope_frequencies(config)
+        # Made on the CPU even inside torch.device("meta") (loading), as it is computed, not loaded.
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.original_inv_freq = inv_freq
+        self.original_length = self.longest_seen = config.max_position_embeddings
+
+    def forward(self, x: Tensor, position_ids: Tensor) -> Tuple[Tensor, Tensor]:
+        if self.rope_type == "dynamic":
+            self._update_dynamic_frequencies(int(position_ids.max()) + 1)
+        inv_freq = self.inv_freq.to(device=x.device, dtype=torch.float32)
+        frequencies = position_ids[..., None].float() * inv_freq
+        angles = torch.cat((frequencies, frequencies), dim=-1)
+        cos = angles.cos() * self.attention_scaling
+        sin = angles.sin() * self.attention_scaling
+        return cos.to(x.dtype), sin.to(x.dtype)
+
+    def _update_dynamic_frequencies(self, seq_len: int) -> None:
+        if seq_len > self.longest_seen:
+            self.inv_freq, _ = rope_frequencies(self.config, seq_len)
+            self.longest_seen = seq_len
+        if seq_len < self.original_length and self.longest_seen > self.original_length:
+            self.inv_freq = self.original_inv_freq
+            self.longest_seen = self.original_length
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate (batch, heads, tokens, head_dim) queries or keys; cos/sin are (batch, tokens, head_dim)."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return x * cos + rotate_half(x) * sin
+
+
+# ---- masks
+
+
+def decoder_mask(
+    attention_mask: Optional[Tensor],
+    query_length: int,
+    key_length: int,
+    sliding_window: Optional[int],
+    device: torch.device,
+) -> Tuple[Optional[Tensor], bool]:
+    """(mask, is_causal) for `query_length` new tokens over `key_length` keys (past + new).
+
+    Query i (cache position past + i) may see key j when j <= past + i, j > past + i - window (a
+    sliding window), and key j is not padding; True means "may attend" (SDPA's boolean mask). When
+    nothing is masked but causality, the mask is left to SDPA (`is_causal`, or nothing at all for
+    one new token), which lets it choose its fastest kernel.
+    """
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    windowed = sliding_window is not None and key_length > sliding_window
+    if not padded and not windowed:
+        if query_length == key_length:
+            return None, True
+        if query_length == 1:
+            return None, False
+    past = key_length - query_length
+    queries = torch.arange(query_length, device=device)[:, None] + past
+    keys = torch.arange(key_length, device=device)[None, :]
+    mask = keys <= queries
+    if windowed:
+        mask = mask & (keys > queries - sliding_window)
+    mask = mask[None, None, :, :]
+    if padded:
+        mask = mask & attention_mask.bool()[:, None, None, :]
+    return mask, False
+
+
+# ---- attention, MLP, layer
+
+
+def layer_switches(config: LlamaConfig, layer_idx: int) -> Tuple[bool, bool, bool, Optional[int]]:
+    """(q/k/v bias, output bias, MLP bias, sliding window) of layer `layer_idx` (see the table above)."""
+    family = config.model_type
+    if family == "qwen2":
+        sliding = config.layer_types[layer_idx] == "sliding_attention"
+        return True, False, False, config.sliding_window if sliding else None
+    if family == "mistral":
+        return False, False, False, config.sliding_window
+    return config.attention_bias, config.attention_bias, config.mlp_bias, None
+
+
+class LlamaAttention(nn.Module):
+    """Grouped-query self-attention: `num_key_value_heads` key/value heads serve all query heads."""
+
+    def __init__(self, config: LlamaConfig, layer_idx: int) -> None:
+        super().__init__()
+        if config.num_attention_heads % config.num_key_value_heads:
+            raise ConfigError(
+                f"num_attention_heads {config.num_attention_heads} is not a multiple of "
+                f"num_key_value_heads {config.num_key_value_heads}"
+            )
+        self.head_dim = head_dim(config)
+        self.num_heads = config.num_attention_heads
+        self.num_key_value_heads = config.num_key_value_heads
+        self.groups = self.num_heads // self.num_key_value_heads
+        self.scale = self.head_dim**-0.5
+        self.dropout = config.attention_dropout
+        qkv_bias, output_bias, _, self.sliding_window = layer_switches(config, layer_idx)
+        hidden = config.hidden_size
+        self.q_proj = nn.Linear(hidden, self.num_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(hidden, self.num_key_value_heads * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(hidden, self.num_key_value_heads * self.head_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=output_bias)
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        rotary: Tuple[Tensor, Tensor],
+        layer_past: Optional[KeyValue],
+        mask: Optional[Tensor],
+        is_causal: bool,
+        need_weights: bool,
+    ) -> Tuple[Tensor, KeyValue, Optional[Tensor]]:
+        batch, tokens, _ = hidden_states.shape
+        query = self.q_proj(hidden_states).view(batch, tokens, -1, self.head_dim).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(batch, tokens, -1, self.head_dim).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(batch, tokens, -1, self.head_dim).transpose(1, 2)
+        cos, sin = rotary
+        query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+        if layer_past is not None:
+            key = torch.cat((layer_past[0], key), dim=2)
+            value = torch.cat((layer_past[1], value), dim=2)
+        present = (key, value)
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:  # SDPA cannot return the probabilities: the explicit computation
+            key, value = repeat_kv(key, self.groups), repeat_kv(value, self.groups)
+            scores = torch.matmul(query, key.transpose(2, 3)) * self.scale
+            if is_causal:
+                mask = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            weights = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+            attended = torch.matmul(F.dropout(weights, p=dropout, training=self.training), value)
+        elif mask is None:  # SDPA's fused kernels handle grouped heads without copying them
+            attended = F.scaled_dot_product_attention(
+                query, key, value, dropout_p=dropout, is_causal=is_causal, scale=self.scale, enable_gqa=self.groups > 1
+            )
+        else:
+            key, value = repeat_kv(key, self.groups), repeat_kv(value, self.groups)
+            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=self.scale)
+        attended = attended.transpose(1, 2).reshape(batch, tokens, -1)
+        return self.o_proj(attended), present, weights
+
+
+def repeat_kv(states: Tensor, groups: int) -> Tensor:
+    """(batch, kv heads, tokens, d) -> (batch, kv heads * groups, tokens, d): each head repeated in place."""
+    if groups == 1:
+        return states
+    batch, heads, tokens, size = states.shape
+    return states[:, :, None].expand(batch, heads, groups, tokens, size).reshape(batch, heads * groups, tokens, size)
+
+
+class LlamaMLP(nn.Module):
+    """SwiGLU: down(act(gate(x)) * up(x)), act = `hidden_act` (silu in every released checkpoint)."""
+
+    def __init__(self, config: LlamaConfig, bias: bool) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaDecoderLayer(nn.Module):
+    """Pre-norm: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: LlamaConfig, layer_idx: int) -> None:
+        super().__init__()
+        # Declared in transformers' order, so that state dicts list keys alike.
+        self.self_attn = LlamaAttention(config, layer_idx)
+        self.mlp = LlamaMLP(config, bias=layer_switches(config, layer_idx)[2])
+        self.input_layernorm = LlamaRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, hidden_states, rotary, layer_past, masks, need_weights):
+        mask, is_causal = masks[self.self_attn.sliding_window]
+        attended, present, weights = self.self_attn(
+            self.input_layernorm(hidden_states), rotary, layer_past, mask, is_causal, need_weights
+        )
+        hidden_states = hidden_states + attended
+        hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+        return hidden_states, present, weights
+
+
+# ---- the model
+
+
+class LlamaPretrainedModel(PretrainedModel):
+    """What every model of the family shares: config class, the `model.` prefix, initialisation."""
+
+    config_class = LlamaConfig
+    base_model_prefix = "model"
+    ignored_checkpoint_keys = IGNORED_KEYS["llama"]  # rotary_emb.inv_freq, a buffer old checkpoints saved
+
+    def initialize_parameter(self, full_name: str, module: nn.Module, parameter: Tensor) -> None:
+        if isinstance(module, LlamaRMSNorm):
+            nn.init.ones_(parameter)
+        else:
+            super().initialize_parameter(full_name, module, parameter)
+
+
+class LlamaModel(LlamaPretrainedModel):
+    """The bare decoder: token embeddings, the layers, a final RMSNorm (no position embeddings: RoPE)."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = LlamaRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.rotary_emb = LlamaRotaryEmbedding(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Optional[Tensor] = None,
+        attention_mask: Optional[Tensor] = None,
+        position_ids: Optional[Tensor] = None,
+        cache: Optional[KeyValueCache] = None,
+        inputs_embeds: Optional[Tensor] = None,
+        use_cache: Optional[bool] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        past_key_values: Optional[KeyValueCache] = None,
+    ) -> BaseModelOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        cache = cache_argument(cache, past_key_values)
+        hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, tokens = hidden_states.shape[:2]
+        past_length = cache[0][0].shape[2] if cache is not None else 0
+        use_cache = self.setting(use_cache, "use_cache")
+        output_attentions = self.setting(output_attentions, "output_attentions")
+        output_hidden_states = self.setting(output_hidden_states, "output_hidden_states")
+        if position_ids is None:
+            position_ids = torch.arange(past_length, past_length + tokens, device=hidden_states.device)[None]
+        rotary = self.rotary_emb(hidden_states, position_ids)
+        # One mask per distinct window (None: full causal attention), shared by the layers using it.
+        windows = {layer.self_attn.sliding_window for layer in self.layers}
+        masks = {
+            window: decoder_mask(attention_mask, tokens, past_length + tokens, window, hidden_states.device)
+            for window in windows
+        }
+
+        presents: List[KeyValue] = []
+        all_hidden_states: List[Tensor] = []
+        all_attentions: List[Tensor] = []
+        for i, layer in enumerate(self.layers):
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
+            layer_past = cache[i] if cache is not None else None
+            hidden_states, present, weights = layer(hidden_states, rotary, layer_past, masks, output_attentions)
+            if use_cache:
+                presents.append(present)
+            if output_attentions:
+                all_attentions.append(weights)
+        hidden_states = self.norm(hidden_states)
+        if output_hidden_states:
+            all_hidden_states.append(hidden_states)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states,
+            cache=tuple(presents) if use_cache else None,
+            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
+        )
+
+
+# ---- heads
+
+
+class LlamaForCausalLM(LlamaPretrainedModel):
+    """Next-token logits; `generate` continues prompts. The head is tied to the token embeddings
+    when `tie_word_embeddings` (small Llama 3.2 and Qwen2 checkpoints) and separate otherwise."""
+
+    base_class = LlamaModel
+    tied_weights = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        self.model = self.base_class(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Optional[Tensor] = None,
+        *,
+        labels: Optional[Tensor] = None,
+        logits_to_keep: int = 0,
+        **inputs: Any,
+    ) -> LogitsOutput:
+        """Logits for every position (the last `logits_to_keep` only, when not 0); `labels`
+        (usually input_ids, -100 where ignored) give the next-token cross-entropy."""
+        outputs = self.model(input_ids, **inputs)
+        hidden_states = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = self.lm_head(hidden_states)
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        return head_output(outputs, logits, loss, with_cache=True)
+
+    def next_token_logits(
+        self,
+        input_ids: Tensor,
+        cache: Optional[KeyValueCache],
+        attention_mask: Optional[Tensor],
+        position_ids: Optional[Tensor],
+    ) -> Tuple[Tensor, KeyValueCache]:
+        """The last position's logits and the updated cache: one step of `generate`."""
+        if position_ids is not None:
+            position_ids = position_ids[:, -input_ids.shape[1] :]
+        outputs = self(
+            input_ids, cache=cache, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, logits_to_keep=1
+        )
+        return outputs.logits[:, -1, :], outputs.cache
+
+    def generate(
+        self,
+        input_ids: Tensor,
+        max_new_tokens: int = 20,
+        do_sample: bool = False,
+        top_k: Optional[int] = None,
+        temperature: float = 1.0,
+        **settings: Any,
+    ) -> Tensor:
+        """Greedy or sampled continuation of `input_ids`; see `bridge.models.generation.generate`
+        for the settings (`top_p`, `repetition_penalty`, `eos_token_id`, `attention_mask`, ...)."""
+        return generation.generate(
+            self, input_ids, max_new_tokens, do_sample=do_sample, top_k=top_k, temperature=temperature, **settings
+        )
+
+
+class LlamaForSequenceClassification(LlamaPretrainedModel):
+    """`num_labels` logits per sequence, read at its last non-padding token (left or right padding)."""
+
+    base_class = LlamaModel
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        self.model = self.base_class(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
+        outputs = self.model(input_ids, **inputs)
+        logits = self.score(outputs.last_hidden_state)
+        last = last_token_indices(input_ids, logits.shape[0], self.config.pad_token_id, type(self).__name__)
+        pooled = logits[torch.arange(logits.shape[0], device=logits.device), last.to(logits.device)]
+        loss = sequence_classification_loss(pooled, labels, self.config.problem_type) if labels is not None else None
+        return head_output(outputs, pooled, loss, with_cache=True)
+
+
+class LlamaForTokenClassification(LlamaPretrainedModel):
+    """`num_labels` logits per token."""
+
+    base_class = LlamaModel
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        self.model = self.base_class(config)
+        probability = getattr(config, "classifier_dropout", None)
+        if probability is None:
+            probability = getattr(config, "hidden_dropout", None)
+        self.dropout = nn.Dropout(0.1 if probability is None else probability)
+        bias = getattr(config, "token_classification_bias", True)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=bias)
+        self.post_init()
+
+    def forward(
+        self, input_ids: Optional[Tensor] = None, *, labels: Optional[Tensor] = None, **inputs: Any
+    ) -> LogitsOutput:
+        outputs = self.model(input_ids, **inputs)
+        logits = self.score(self.dropout(outputs.last_hidden_state))
+        return head_output(outputs, logits, token_loss(logits, labels) if labels is not None else None)
+
+
+class LlamaForQuestionAnswering(LlamaPretrainedModel):
+    """Span extraction: `start_logits` and `end_logits` per token. transformers keeps this head's
+    base model under `transformer.`, not `model.` (a compatibility choice of theirs we follow)."""
+
+    base_class = LlamaModel
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__(config)
+        self.set_base_model(self.base_class(config))
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: Optional[Tensor] = None,
+        *,
+        start_positions: Optional[Tensor] = None,
+        end_positions: Optional[Tensor] = None,
+        **inputs: Any,
+    ) -> QuestionAnsweringOutput:
+        outputs = self.base_model(input_ids, **inputs)
+        return span_output(outputs, self.qa_outputs(outputs.last_hidden_state), start_positions, end_positions)
+
+
+# ---- Mistral and Qwen2: the same classes, with their config class (the switches read it)
+
+
+class MistralModel(LlamaModel):
+    config_class = MistralConfig
+
+
+class MistralForCausalLM(LlamaForCausalLM):
+    config_class, base_class = MistralConfig, MistralModel
+
+
+class MistralForSequenceClassification(LlamaForSequenceClassification):
+    config_class, base_class = MistralConfig, MistralModel
+
+
+class MistralForTokenClassification(LlamaForTokenClassification):
+    config_class, base_class = MistralConfig, MistralModel
+
+
+class MistralForQuestionAnswering(LlamaForQuestionAnswering):
+    config_class, base_class = MistralConfig, MistralModel
+    base_model_prefix = "model"  # unlike Llama's and Qwen2's, transformers' Mistral head uses `model.`
+
+
+class Qwen2Model(LlamaModel):
+    config_class = Qwen2Config
+
+
+class Qwen2ForCausalLM(LlamaForCausalLM):
+    config_class, base_class = Qwen2Config, Qwen2Model
+
+
+class Qwen2ForSequenceClassification(LlamaForSequenceClassification):
+    config_class, base_class = Qwen2Config, Qwen2Model
+
+
+class Qwen2ForTokenClassification(LlamaForTokenClassification):
+    config_class, base_class = Qwen2Config, Qwen2Model
+
+
+class Qwen2ForQuestionAnswering(LlamaForQuestionAnswering):
+    config_class, base_class = Qwen2Config, Qwen2Model
