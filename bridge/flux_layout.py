@@ -21,6 +21,11 @@ an array as a `PyArray` of that shape, and Julia copies it elementwise into the 
 - `TRANSPOSE`: the Julia array has the torch array's axes in the same order, so the bytes are
   transposed once. `nn.Linear` weights: torch (out, in) and Flux `Dense` (out, in).
 
+The Llama family (Llama, Mistral, Qwen2) maps onto one set of Flux structs (julia/src/llama.jl)
+whose fields carry transformers' names; what differs between the three (biases, sliding windows)
+and the RoPE frequencies are decided here from bridge.llama_family and handed over as
+hyperparameters, so Julia only multiplies frequencies by positions.
+
 Fused projections are kept: GPT-2's `c_attn` stays one (3*hidden, hidden) Dense whose output rows
 are query, key, value in that order, as in torch. Tied weights (decoder = word embeddings) are one
 Julia array referenced from two fields; their second key is neither loaded nor saved, as
@@ -38,6 +43,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 # The base-model prefix is also the field under which our Flux heads keep their base model.
+from bridge import llama_family
 from bridge.checkpoint_keys import BASE_PREFIX, IGNORED_KEYS, match_keys
 from bridge.config import PretrainedConfig, load_config
 from bridge.errors import BridgeError, ConfigError
@@ -52,7 +58,12 @@ TASKS = {
     "bert": ("model", "formaskedlm", "forsequenceclassification"),
     "gpt2": ("model", "lmheadmodel", "forsequenceclassification"),
     "roberta": ("model", "formaskedlm", "forsequenceclassification"),
+    "llama": ("model", "forcausallm", "forsequenceclassification"),
+    "mistral": ("model", "forcausallm", "forsequenceclassification"),
+    "qwen2": ("model", "forcausallm", "forsequenceclassification"),
 }
+# The Llama-family model types: one set of Flux structs (julia/src/llama.jl), switched by config.
+LLAMA_FAMILY = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2"}
 # transformers' class names, written into a saved config's "architectures".
 ARCHITECTURES = {
     ("bert", "model"): "BertModel",
@@ -64,6 +75,11 @@ ARCHITECTURES = {
     ("roberta", "model"): "RobertaModel",
     ("roberta", "formaskedlm"): "RobertaForMaskedLM",
     ("roberta", "forsequenceclassification"): "RobertaForSequenceClassification",
+    **{
+        (family, task): prefix + suffix
+        for family, prefix in LLAMA_FAMILY.items()
+        for task, suffix in (("model", "Model"), ("forcausallm", "ForCausalLM"), ("forsequenceclassification", "ForSequenceClassification"))
+    },
 }
 # Hugging Face activation names -> the functions julia/layers.jl defines (exact torch formulas).
 ACTIVATIONS = {
@@ -127,6 +143,8 @@ def flux_hyperparameters(config: PretrainedConfig) -> Dict[str, Any]:
     }
     if common["hidden_size"] % common["num_heads"]:
         raise ConfigError(f"hidden size {common['hidden_size']} is not a multiple of {common['num_heads']} heads")
+    if family in LLAMA_FAMILY:
+        return {**common, **_llama_hyperparameters(config)}
     if family == "gpt2":
         _refuse(config, "scale_attn_by_inverse_layer_idx", False)
         _refuse(config, "scale_attn_weights", True)
@@ -148,6 +166,32 @@ def flux_hyperparameters(config: PretrainedConfig) -> Dict[str, Any]:
         "dropout": float(config.hidden_dropout_prob),
         # RoBERTa numbers positions after the padding id (fairseq); BERT counts from the start.
         "position_rule": "after_padding" if family == "roberta" else "absolute",
+    }
+
+
+def _llama_hyperparameters(config: PretrainedConfig) -> Dict[str, Any]:
+    """Llama, Mistral, Qwen2: sizes, per-layer switches (bridge.llama_family) and the RoPE
+    frequencies, computed here once so that Julia only multiplies them by positions."""
+    rope_type = config.rope_parameters.get("rope_type", "default")
+    if rope_type == "dynamic":  # its frequencies change with every longer input: not in Flux
+        raise ConfigError(f"{config.model_type} config rope_type 'dynamic': the Flux model supports only fixed RoPE types")
+    inv_freq, scaling = llama_family.rope_frequencies(config)
+    switches = [llama_family.layer_switches(config, i) for i in range(config.num_hidden_layers)]
+    qkv_bias, output_bias, mlp_bias = (bool(switches[0][i]) for i in range(3))
+    return {
+        "num_key_value_heads": int(config.num_key_value_heads),
+        "head_dim": int(llama_family.head_dim(config)),
+        "intermediate_size": int(config.intermediate_size),
+        "rms_norm_eps": float(config.rms_norm_eps),
+        "activation": _activation(config.hidden_act),
+        "attention_dropout": float(config.attention_dropout),
+        "qkv_bias": qkv_bias,
+        "output_bias": output_bias,
+        "mlp_bias": mlp_bias,
+        # Per layer: how many keys back a query may see (itself included), or None for all.
+        "sliding_windows": [None if window is None else int(window) for *_, window in switches],
+        "rope_inv_freq": [float(value) for value in inv_freq],  # float32 values, exact as doubles
+        "rope_scaling": float(scaling),
     }
 
 
@@ -180,6 +224,8 @@ def flux_table(config: PretrainedConfig, task: str) -> List[Entry]:
         raise FluxLayoutError(f"{family} has no Flux task {task!r}; expected one of {', '.join(TASKS[family])}")
     if family == "gpt2":
         return _gpt2_table(config, task)
+    if family in LLAMA_FAMILY:
+        return _llama_table(config, task)
     return _encoder_table(config, task, family)
 
 
@@ -293,6 +339,37 @@ def _gpt2_base(config: PretrainedConfig, key: str, path: FluxPath) -> List[Entry
             *_conv1d(f"{block_key}mlp.c_proj", block + ("mlp", "c_proj")),
         ]
     return entries + _norm(f"{key}ln_f", path + ("ln_f",))
+
+
+def _llama_table(config: PretrainedConfig, task: str) -> List[Entry]:
+    """Llama, Mistral, Qwen2: the Flux fields carry transformers' names; q/k/v stay separate."""
+    if task == "model":
+        return _llama_base(config, "", ())
+    base = _llama_base(config, "model.", ("model",))
+    if task == "forcausallm":
+        tied = "model.embed_tokens.weight" if config.tie_word_embeddings else None
+        # torch (vocab, hidden) row-major reads as Julia (hidden, vocab): the embedding's layout.
+        return base + [Entry("lm_head.weight", ("lm_head", "weight"), NONE, tied)]
+    return base + _linear("score", ("score",), bias=False)
+
+
+def _llama_base(config: PretrainedConfig, key: str, path: FluxPath) -> List[Entry]:
+    entries = [Entry(f"{key}embed_tokens.weight", path + ("embed_tokens", "weight"), NONE)]
+    for index in range(config.num_hidden_layers):
+        qkv_bias, output_bias, mlp_bias, _ = llama_family.layer_switches(config, index)
+        layer_key, layer = f"{key}layers.{index}.", path + ("layers", index + 1)
+        entries += [
+            *_linear(f"{layer_key}self_attn.q_proj", layer + ("self_attn", "q_proj"), bias=qkv_bias),
+            *_linear(f"{layer_key}self_attn.k_proj", layer + ("self_attn", "k_proj"), bias=qkv_bias),
+            *_linear(f"{layer_key}self_attn.v_proj", layer + ("self_attn", "v_proj"), bias=qkv_bias),
+            *_linear(f"{layer_key}self_attn.o_proj", layer + ("self_attn", "o_proj"), bias=output_bias),
+            *_linear(f"{layer_key}mlp.gate_proj", layer + ("mlp", "gate_proj"), bias=mlp_bias),
+            *_linear(f"{layer_key}mlp.up_proj", layer + ("mlp", "up_proj"), bias=mlp_bias),
+            *_linear(f"{layer_key}mlp.down_proj", layer + ("mlp", "down_proj"), bias=mlp_bias),
+            Entry(f"{layer_key}input_layernorm.weight", layer + ("input_layernorm", "weight"), NONE),
+            Entry(f"{layer_key}post_attention_layernorm.weight", layer + ("post_attention_layernorm", "weight"), NONE),
+        ]
+    return entries + [Entry(f"{key}norm.weight", path + ("norm", "weight"), NONE)]
 
 
 # --------------------------------------------------------------------------------------------

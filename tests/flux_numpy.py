@@ -7,7 +7,7 @@ arrays: `W @ x` is Julia's `W * x`, reshapes are column-major (`order="F"`), act
 (features, seq, batch), token ids are 1-based, masks use NNlib's convention (true = attend), and
 attention follows `NNlib.dot_product_attention` step by step (split heads by a column-major
 reshape, scale the query by 1/sqrt(head_dim), scores (key, query, head, batch), softmax over keys).
-Each function names the Julia method it models (julia/layers.jl, bert.jl, gpt2.jl).
+Each function names the Julia method it models (julia/layers.jl, bert.jl, gpt2.jl, src/llama.jl).
 
 The torch side of every comparison (tiny random transformers models, their inputs and outputs) is
 here too, so that julia/test/runtests.jl (through PythonCall) checks the Julia code against
@@ -43,12 +43,38 @@ HF_CLASSES = {
     ("roberta", "model"): transformers.RobertaModel,
     ("roberta", "formaskedlm"): transformers.RobertaForMaskedLM,
     ("roberta", "forsequenceclassification"): transformers.RobertaForSequenceClassification,
+    **{
+        (family, task): getattr(transformers, prefix + suffix)
+        for family, prefix in (("llama", "Llama"), ("mistral", "Mistral"), ("qwen2", "Qwen2"))
+        for task, suffix in (("model", "Model"), ("forcausallm", "ForCausalLM"), ("forsequenceclassification", "ForSequenceClassification"))
+    },
+}
+# Tiny Llama-family configs: grouped-query attention (4 query heads, 2 key/value heads), a head_dim
+# that is not hidden / heads, biases, sliding windows shorter than SEQ, tied and untied heads, and
+# a scaled RoPE type each (the padded row keeps a real token inside every window).
+LLAMA_FAMILY = {
+    "llama": dict(
+        head_dim=6, attention_bias=True, mlp_bias=True, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 4},
+    ),
+    "mistral": dict(head_dim=6, sliding_window=4, tie_word_embeddings=False,
+                    rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}),
+    "qwen2": dict(use_sliding_window=True, sliding_window=4, max_window_layers=1, tie_word_embeddings=True,
+                  rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                   "original_max_position_embeddings": 8}),
 }
 
 
 def hf_config(family: str, **overrides):
     sizes = dict(vocab_size=VOCAB, num_labels=3, pad_token_id=PAD)
-    if family == "gpt2":
+    if family in LLAMA_FAMILY:
+        entries = dict(
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=24,
+            max_position_embeddings=32, rms_norm_eps=1e-5, bos_token_id=0, eos_token_id=2, **sizes,
+        )
+        config = transformers.AutoConfig.for_model(family, **{**entries, **LLAMA_FAMILY[family]})
+    elif family == "gpt2":
         config = transformers.GPT2Config(
             n_embd=16, n_layer=2, n_head=4, n_positions=32, bos_token_id=0, eos_token_id=0, **sizes
         )
@@ -126,8 +152,8 @@ def torch_lm_loss(model, ids: np.ndarray) -> float:
 
 def output_names(family: str, task: str) -> list:
     """The fields the Flux model's NamedTuple and transformers' output share."""
-    if task != "model":
-        return ["logits"]
+    if task != "model" or family in LLAMA_FAMILY:
+        return ["logits"] if task != "model" else ["last_hidden_state"]
     return ["last_hidden_state"] if family == "gpt2" else ["last_hidden_state", "pooler_output"]
 
 
@@ -314,6 +340,90 @@ def last_token_indices(ids: np.ndarray, pad_id: int) -> np.ndarray:
     return np.array(found)
 
 
+# ---- julia/src/llama.jl
+
+
+def rms_norm(w, path: Path, x: np.ndarray, eps: float) -> np.ndarray:
+    """`(norm::RMSNorm)(x)`: x ./ sqrt.(mean(x .^ 2; dims = 1) .+ eps) .* weight."""
+    variance = (x**2).mean(axis=0, keepdims=True)
+    return x / np.sqrt(variance + np.float32(eps)) * col(w[path + ("weight",)], x)
+
+
+def rotary_tables(hp, positions: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """`rotary_tables(rotary, positions)`: cos and sin, (head_dim, seq, batch), from 0-based positions."""
+    inv_freq = np.array(hp["rope_inv_freq"], dtype=np.float32)
+    angles = inv_freq[:, None, None] * positions.astype(np.float32)[None]  # (head_dim / 2, seq, batch)
+    scale = np.float32(hp["rope_scaling"])
+    cos, sin = np.cos(angles) * scale, np.sin(angles) * scale
+    return np.concatenate([cos, cos], axis=0), np.concatenate([sin, sin], axis=0)
+
+
+def apply_rotary(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, head_dim: int) -> np.ndarray:
+    """`apply_rotary(x, cos, sin, head_dim)`: per head, x * cos + rotate_half(x) * sin."""
+    features, seq, batch = x.shape
+    heads = jl_reshape(x, head_dim, features // head_dim, seq, batch)
+    half = head_dim // 2
+    rotated = np.concatenate([-heads[half:], heads[:half]], axis=0)
+    out = heads * cos[:, None] + rotated * sin[:, None]
+    return jl_reshape(out, features, seq, batch)
+
+
+def repeat_kv(x: np.ndarray, head_dim: int, groups: int) -> np.ndarray:
+    """`repeat_kv(x, head_dim, groups)`: each key/value head repeated `groups` times in place
+    (Julia: reshape to (head_dim, 1, kv_heads, :), repeat along dimension 2, reshape back)."""
+    if groups == 1:
+        return x
+    features, seq, batch = x.shape
+    split = jl_reshape(x, head_dim, 1, features // head_dim, seq * batch)
+    repeated = np.concatenate([split] * groups, axis=1)
+    return jl_reshape(repeated, features * groups, seq, batch)
+
+
+def window_mask(length: int, window: Optional[int]) -> np.ndarray:
+    """`decoder_mask(length, window)`: m[key, query] = key <= query and query - key < window."""
+    keys, queries = np.arange(length)[:, None], np.arange(length)[None, :]
+    mask = keys <= queries
+    return mask if window is None else mask & (queries - keys < window)
+
+
+def llama_model(w, hp, base: Path, ids, attention_mask=None) -> np.ndarray:
+    """`(model::LlamaModel)(input_ids; attention_mask)`: positions 0, 1, ... whatever the padding."""
+    hidden = embedding(w, base + ("embed_tokens",), ids)
+    length = ids.shape[0]
+    positions = np.cumsum(np.ones_like(ids), axis=0) - 1
+    cos, sin = rotary_tables(hp, positions)
+    padding = padding_mask(attention_mask)
+    masks = {}
+    for window in set(hp["sliding_windows"]):
+        causal = window_mask(length, window)
+        masks[window] = causal if padding is None else causal[:, :, None, None] & padding
+    eps, head_dim, heads = hp["rms_norm_eps"], hp["head_dim"], hp["num_heads"]
+    groups = heads // hp["num_key_value_heads"]
+    activation = ACTIVATIONS[hp["activation"]]
+    for index in range(1, hp["num_layers"] + 1):
+        layer = base + ("layers", index)
+        att = layer + ("self_attn",)
+        normed = rms_norm(w, layer + ("input_layernorm",), hidden, eps)
+        query = apply_rotary(dense(w, att + ("q_proj",), normed), cos, sin, head_dim)
+        key = apply_rotary(dense(w, att + ("k_proj",), normed), cos, sin, head_dim)
+        value = dense(w, att + ("v_proj",), normed)
+        mask = masks[hp["sliding_windows"][index - 1]]
+        attended = multihead_attention(query, repeat_kv(key, head_dim, groups), repeat_kv(value, head_dim, groups), mask, heads)
+        hidden = hidden + dense(w, att + ("o_proj",), attended)
+        normed = rms_norm(w, layer + ("post_attention_layernorm",), hidden, eps)
+        mlp = layer + ("mlp",)
+        gated = activation(dense(w, mlp + ("gate_proj",), normed)) * dense(w, mlp + ("up_proj",), normed)
+        hidden = hidden + dense(w, mlp + ("down_proj",), gated)
+    return rms_norm(w, base + ("norm",), hidden, eps)
+
+
+def pick_last_tokens(scores: np.ndarray, ids: np.ndarray, pad_token_id) -> np.ndarray:
+    """Each sequence's scores at its last non-padding token (GPT-2's and Llama's classifiers)."""
+    pad_id = 0 if pad_token_id is None else pad_token_id + 1
+    last = last_token_indices(ids, pad_id)
+    return scores[:, last - 1, np.arange(ids.shape[1])]
+
+
 # ---- every family and head
 
 
@@ -321,6 +431,14 @@ def flux_forward(w, config, task: str, ids, attention_mask=None, token_type_ids=
     """The NamedTuple the Julia model returns, as a dict of Julia-shaped arrays."""
     hp = flux_hyperparameters(config)
     family = hp["model_type"]
+    if family in LLAMA_FAMILY:
+        if task == "model":
+            return {"last_hidden_state": llama_model(w, hp, (), ids, attention_mask)}
+        hidden = llama_model(w, hp, ("model",), ids, attention_mask)
+        if task == "forcausallm":
+            flat = jl_reshape(hidden, hidden.shape[0], -1)
+            return {"logits": jl_reshape(w[("lm_head", "weight")].T @ flat, -1, *hidden.shape[1:])}
+        return {"logits": pick_last_tokens(dense(w, ("score",), hidden), ids, hp["pad_token_id"])}
     if family == "gpt2":
         if task == "model":
             return {"last_hidden_state": gpt2_model(w, hp, (), ids, attention_mask)}
@@ -328,10 +446,7 @@ def flux_forward(w, config, task: str, ids, attention_mask=None, token_type_ids=
         if task == "lmheadmodel":
             flat = jl_reshape(hidden, hidden.shape[0], -1)
             return {"logits": jl_reshape(w[("lm_head", "weight")].T @ flat, -1, *hidden.shape[1:])}
-        scores = dense(w, ("score",), hidden)
-        pad_id = 0 if hp["pad_token_id"] is None else hp["pad_token_id"] + 1
-        last = last_token_indices(ids, pad_id)
-        return {"logits": scores[:, last - 1, np.arange(ids.shape[1])]}
+        return {"logits": pick_last_tokens(dense(w, ("score",), hidden), ids, hp["pad_token_id"])}
     kwargs = dict(attention_mask=attention_mask, token_type_ids=token_type_ids)
     if task == "model":
         hidden, pooled = encoder_model(w, hp, (), ids, **kwargs)

@@ -99,7 +99,7 @@ def test_table_covers_exactly_the_state_dict(family, task):
     assert len(keys) == len(set(keys))
     assert set(keys) == set(model.state_dict())
     tied = {entry.key: entry.tied_to for entry in table if entry.tied_to}
-    assert tied == dict(getattr(model, "_tied_weights_keys", None) or {})
+    assert tied == dict(model.all_tied_weights_keys)  # the ties transformers applies for this config
     paths = [entry.path for entry in table if not entry.tied_to]
     assert len(paths) == len(set(paths)), "two untied keys fill one Flux field"
     for entry in table:
@@ -280,3 +280,63 @@ def test_ragged_token_ids_are_a_clear_error():
     padded = load_tokenizer(model_dir)(["a short one", "a longer one here"], padding=True, return_tensors="np")
     ids = flux_layout.token_ids_to_flux(padded["input_ids"])
     assert ids.shape == padded["input_ids"].shape[::-1] and ids.min() >= 1
+
+
+# ---- the Llama family (Llama, Mistral, Qwen2): one set of Flux structs, switched by config
+
+LLAMA_FAMILIES = sorted(flux_numpy.LLAMA_FAMILY)
+
+
+@pytest.mark.parametrize("family", LLAMA_FAMILIES)
+def test_llama_hyperparameters_are_transformers_rope_and_windows(family):
+    model = make_model(family, "model")
+    hp = flux_layout.flux_hyperparameters(our_config(model))
+    # The frequencies Julia multiplies by positions are the very buffer transformers computed.
+    assert np.array_equal(np.array(hp["rope_inv_freq"], np.float32), model.rotary_emb.inv_freq.numpy())
+    assert hp["rope_scaling"] == pytest.approx(model.rotary_emb.attention_scaling)
+    attention = [layer.self_attn for layer in model.layers]
+    assert hp["head_dim"] == attention[0].head_dim and hp["num_key_value_heads"] == 2
+    assert hp["qkv_bias"] == (attention[0].q_proj.bias is not None)
+    assert hp["output_bias"] == (attention[0].o_proj.bias is not None)
+    windows = [getattr(a, "sliding_window", None) for a in attention]
+    if family == "mistral":
+        windows = [model.config.sliding_window] * len(attention)
+    assert hp["sliding_windows"] == windows and any(w is not None and w < SEQ for w in windows) == (family != "llama")
+
+
+@pytest.mark.parametrize("family", LLAMA_FAMILIES)
+def test_llama_left_padding_stays_finite_and_matches_on_real_tokens(family):
+    model = make_model(family, "forcausallm")
+    ids, mask, types = inputs(family, left_padding=True)
+    expected = julia_layout(torch_outputs(model, ids, mask, types).logits)
+    got = flux_outputs(model, family, "forcausallm", ids, mask, types)["logits"]
+    assert np.isfinite(got).all()
+    real = mask.T.astype(bool)
+    np.testing.assert_allclose(got[:, real], expected[:, real], atol=1e-5, rtol=0)
+
+
+def test_llama_loss_and_dynamic_rope_refusal():
+    model = make_model("qwen2", "forcausallm")
+    ids = np.random.default_rng(2).integers(3, VOCAB, size=(BATCH, SEQ))
+    expected = flux_numpy.torch_lm_loss(model, ids)
+    logits = flux_outputs(model, "qwen2", "forcausallm", ids, np.ones_like(ids), None)["logits"]
+    flux_ids = flux_layout.token_ids_to_flux(ids)
+    predicted = flux_numpy.jl_reshape(logits[:, :-1, :], VOCAB, -1)
+    assert flux_numpy.cross_entropy(predicted, flux_numpy.jl_reshape(flux_ids[1:, :], -1)) == pytest.approx(expected, abs=1e-5)
+    config = our_config(make_model("llama", "model"))
+    config.rope_parameters = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
+    with pytest.raises(Exception, match="dynamic"):
+        flux_layout.flux_hyperparameters(config)
+
+
+def test_flux_llama_save_loads_in_our_models_and_generates_as_transformers(tmp_path):
+    from bridge.models import MistralForCausalLM
+
+    model = make_model("mistral", "forcausallm")
+    config = our_config(model)
+    julia_arrays = {w.key: np.array(w.array, order="F") for w in flux_layout.flux_weights(state_dict_numpy(model), config, "forcausallm")}
+    flux_layout.save_from_flux(tmp_path, config, "forcausallm", julia_arrays)
+    ours = MistralForCausalLM.from_pretrained(tmp_path)
+    prompt = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    expected = model.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=1)
+    assert ours.generate(prompt, max_new_tokens=5).tolist() == expected.tolist()

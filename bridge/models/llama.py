@@ -1,15 +1,12 @@
 """Llama-family decoders (Llama, Mistral, Qwen2) and their heads, with transformers' parameter names.
 
-Read top to bottom: RMSNorm, rotary position embeddings (the RoPE types these checkpoints ship),
-the causal / sliding-window mask, grouped-query attention, the SwiGLU MLP, the pre-norm decoder
-layer, the model, its heads, then the Mistral and Qwen2 names for the same classes.
+Read top to bottom: RMSNorm, rotary position embeddings, the causal / sliding-window mask,
+grouped-query attention, the SwiGLU MLP, the pre-norm decoder layer, the model, its heads, then the
+Mistral and Qwen2 names for the same classes.
 
-The three families are one architecture with a few switches, all read from the config:
-
-    family    q/k/v bias       o bias           MLP bias   sliding window
-    llama     attention_bias   attention_bias   mlp_bias   none
-    mistral   no               no               no         `sliding_window` on every layer (None: none)
-    qwen2     yes              no               no         on the layers `layer_types` marks "sliding_attention"
+The three families are one architecture with a few switches read from the config (which biases,
+which sliding windows) and the RoPE types these checkpoints ship: bridge.llama_family holds both,
+torch-free, shared with the Flux models.
 
 The key/value cache (`cache`; `past_key_values` before transformers 5.24) is a tuple with one
 (key, value) pair per layer, keys already rotated, each of shape (batch, key/value heads, tokens
@@ -19,7 +16,6 @@ new tokens (and `position_ids` when the prompt was left-padded: `generate` does 
 
 from __future__ import annotations
 
-import math
 from typing import Any, List, Optional, Tuple
 
 import torch
@@ -43,6 +39,7 @@ from bridge.models.outputs import (
     span_output,
 )
 from bridge.models.pretrained import PretrainedModel
+from bridge.llama_family import head_dim, layer_switches, rope_frequencies
 
 Tensor = torch.Tensor
 
@@ -67,90 +64,8 @@ class LlamaRMSNorm(nn.Module):
 # ---- rotary position embeddings
 
 
-def head_dim(config: LlamaConfig) -> int:
-    """The size of one attention head: `head_dim` when the config has one, else hidden / heads."""
-    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-
-
-def rope_frequencies(config: LlamaConfig, seq_len: Optional[int] = None) -> Tuple[Tensor, float]:
-    """(inverse frequencies (head_dim / 2,), scale applied to cos and sin) for the config's RoPE type.
-
-    The formulas are transformers' (modeling_rope_utils), in float32 on the CPU: "default",
-    "linear" (positions divided by `factor`), "dynamic" (NTK: the base grows with `seq_len` past
-    max_position_embeddings), "llama3" (Llama 3.1's smoothed band scaling) and "yarn".
-    """
-    rope = config.rope_parameters
-    rope_type = rope.get("rope_type", "default")
-    base = rope["rope_theta"]
-    dim = int(head_dim(config) * rope.get("partial_rotary_factor", 1.0))
-    exponents = torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim
-
-    if rope_type == "default":
-        return 1.0 / (base**exponents), 1.0
-    if rope_type == "linear":
-        return 1.0 / (base**exponents) / rope["factor"], 1.0
-    if rope_type == "dynamic":
-        factor, max_positions = rope["factor"], config.max_position_embeddings
-        seq_len = max(seq_len or max_positions, max_positions)
-        base = base * ((factor * seq_len / max_positions) - (factor - 1)) ** (dim / (dim - 2))
-        return 1.0 / (base**exponents), 1.0
-    if rope_type == "llama3":
-        return _llama3_frequencies(1.0 / (base**exponents), rope), 1.0
-    if rope_type == "yarn":
-        return _yarn_frequencies(config, rope, base, dim)
-    raise ConfigError(
-        f"RoPE type {rope_type!r} is not supported; supported: default, linear, dynamic, llama3, yarn"
-    )
-
-
-def _llama3_frequencies(inv_freq: Tensor, rope: dict) -> Tensor:
-    """Llama 3.1: long wavelengths divided by `factor`, short ones kept, the band between blended."""
-    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
-    old_context = rope["original_max_position_embeddings"]
-    low_wavelength, high_wavelength = old_context / low, old_context / high
-    wavelength = 2 * math.pi / inv_freq
-    scaled = torch.where(wavelength > low_wavelength, inv_freq / factor, inv_freq)
-    smooth = (old_context / wavelength - low) / (high - low)
-    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-    is_medium = ~(wavelength < high_wavelength) * ~(wavelength > low_wavelength)
-    return torch.where(is_medium, smoothed, scaled)
-
-
-def _yarn_frequencies(config: LlamaConfig, rope: dict, base: float, dim: int) -> Tuple[Tensor, float]:
-    """YaRN: interpolation for low frequencies, extrapolation for high ones, a linear ramp between,
-    and an attention scale of 0.1 ln(factor) + 1 unless `attention_factor` says otherwise."""
-    original = rope["original_max_position_embeddings"]
-    factor = rope.get("factor") or config.max_position_embeddings / original
-
-    def mscale(scale: float, weight: float = 1.0) -> float:
-        return 1.0 if scale <= 1 else 0.1 * weight * math.log(scale) + 1.0
-
-    attention_factor = rope.get("attention_factor")
-    if attention_factor is None:
-        if rope.get("mscale") and rope.get("mscale_all_dim"):
-            attention_factor = float(mscale(factor, rope["mscale"]) / mscale(factor, rope["mscale_all_dim"]))
-        else:
-            attention_factor = mscale(factor)
-    beta_fast, beta_slow = rope.get("beta_fast") or 32, rope.get("beta_slow") or 1
-
-    def correction_dim(rotations: float) -> float:
-        return (dim * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(base))
-
-    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
-    if rope.get("truncate", True):
-        low, high = math.floor(low), math.ceil(high)
-    low, high = max(low, 0), min(high, dim - 1)
-    if low == high:
-        high += 0.001  # no zero-width ramp
-    ramp = ((torch.arange(dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low)).clamp(0, 1)
-    position_frequencies = base ** (torch.arange(0, dim, 2, device="cpu").float() / dim)
-    extrapolation = 1 - ramp
-    inv_freq = (1.0 / (factor * position_frequencies)) * (1 - extrapolation) + (1.0 / position_frequencies) * extrapolation
-    return inv_freq, attention_factor
-
-
 class LlamaRotaryEmbedding(nn.Module):
-    """cos and sin of position x frequency, shared by every layer.
+    """cos and sin of position x frequency, shared by every layer (frequencies: bridge.llama_family).
 
     "dynamic" RoPE changes its frequencies with the longest sequence seen, as transformers' does:
     recomputed when positions grow past what was last computed, reset below the original length.
@@ -160,8 +75,7 @@ class LlamaRotaryEmbedding(nn.Module):
         super().__init__()
         self.config = config
         self.rope_type = config.rope_parameters.get("rope_type", "default")
-        inv_freq, self.attention_scaling = rope_frequencies(config)
-        # Made on the CPU even inside torch.device("meta") (loading), as it is computed, not loaded.
+        inv_freq, self.attention_scaling = self.frequencies()
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.original_inv_freq = inv_freq
         self.original_length = self.longest_seen = config.max_position_embeddings
@@ -176,9 +90,15 @@ class LlamaRotaryEmbedding(nn.Module):
         sin = angles.sin() * self.attention_scaling
         return cos.to(x.dtype), sin.to(x.dtype)
 
+    def frequencies(self, seq_len: Optional[int] = None) -> Tuple[Tensor, float]:
+        """bridge.llama_family's frequencies as a CPU tensor (even inside torch.device("meta"), as
+        when loading: they are computed, never loaded)."""
+        inv_freq, scaling = rope_frequencies(self.config, seq_len)
+        return torch.tensor(inv_freq, device="cpu"), scaling
+
     def _update_dynamic_frequencies(self, seq_len: int) -> None:
         if seq_len > self.longest_seen:
-            self.inv_freq, _ = rope_frequencies(self.config, seq_len)
+            self.inv_freq, _ = self.frequencies(seq_len)
             self.longest_seen = seq_len
         if seq_len < self.original_length and self.longest_seen > self.original_length:
             self.inv_freq = self.original_inv_freq
@@ -233,17 +153,6 @@ def decoder_mask(
 
 
 # ---- attention, MLP, layer
-
-
-def layer_switches(config: LlamaConfig, layer_idx: int) -> Tuple[bool, bool, bool, Optional[int]]:
-    """(q/k/v bias, output bias, MLP bias, sliding window) of layer `layer_idx` (see the table above)."""
-    family = config.model_type
-    if family == "qwen2":
-        sliding = config.layer_types[layer_idx] == "sliding_attention"
-        return True, False, False, config.sliding_window if sliding else None
-    if family == "mistral":
-        return False, False, False, config.sliding_window
-    return config.attention_bias, config.attention_bias, config.mlp_bias, None
 
 
 class LlamaAttention(nn.Module):
