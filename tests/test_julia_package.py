@@ -95,7 +95,7 @@ def test_table_field_names_are_julia_struct_fields():
     """Each field name in bridge.flux_layout's paths is declared by some Julia struct."""
     declared = set()
     for path in JULIA_FILES:
-        for body in re.findall(r"^struct \w+(?:\{[^}]*\})?\n(.*?)^end", path.read_text(), re.MULTILINE | re.DOTALL):
+        for body in re.findall(r"^struct \w+(?:\{[^}]*\})?(?: <: \w+)?\n(.*?)^end", path.read_text(), re.MULTILINE | re.DOTALL):
             declared.update(re.findall(r"^\s+(\w+)(?:::|\n)", body + "\n", re.MULTILINE))
     steps = set()
     for family, task in flux_numpy.HF_CLASSES:
