@@ -176,13 +176,15 @@ def status_gb(field):
     with open("/proc/self/status") as f:
         line = next(line for line in f if line.startswith(field + ":"))
     return int(line.split()[1]) * 1024 / 1e9
+def load(directory):
+    if sys.argv[2] == "ours":
+        return bridge.models.LlamaForCausalLM.from_pretrained(directory)
+    return transformers.LlamaForCausalLM.from_pretrained(directory, dtype="auto")
+load(sys.argv[3])  # a tiny model first, so that lazy imports do not count
 with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # reset the peak (VmHWM) to the current RSS: the imports do not count
+    f.write("5")  # reset the peak (VmHWM) to the current RSS
 before = status_gb("VmRSS")
-if sys.argv[2] == "ours":
-    model = bridge.models.LlamaForCausalLM.from_pretrained(sys.argv[1])
-else:
-    model = transformers.LlamaForCausalLM.from_pretrained(sys.argv[1], dtype="auto")
+model = load(sys.argv[1])
 with torch.no_grad():
     for parameter in model.parameters():
         parameter.sum()  # every weight read once, in its own dtype
@@ -191,10 +193,14 @@ print(json.dumps({"peak_gb": status_gb("VmHWM") - before}))
 
 
 def _peak_rss_gb(directory: str, side: str) -> float:
-    """Peak resident memory a fresh process adds (beyond its imports) to load and read the model."""
-    result = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, directory, side], capture_output=True, text=True, check=True
-    )
+    """Peak resident memory (GB) a fresh process adds to load and read the model, after a warm-up
+    load of a tiny one (imports and first-call set-up are not the checkpoint's)."""
+    with tempfile.TemporaryDirectory() as tiny:
+        config = transformers.LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2)
+        transformers.LlamaForCausalLM(config).save_pretrained(tiny)
+        result = subprocess.run(
+            [sys.executable, "-c", _RSS_SCRIPT, directory, side, tiny], capture_output=True, text=True, check=True
+        )
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_gb"]
 
 

@@ -286,3 +286,44 @@ def test_gpt2_generate_shares_the_loop_and_matches_transformers():
     sampled = dict(max_new_tokens=4, do_sample=True, top_p=0.5, attention_mask=mask)
     first = ours.generate(ids, generator=torch.Generator().manual_seed(6), **sampled)
     assert first.tolist() == ours.generate(ids, generator=torch.Generator().manual_seed(6), **sampled).tolist()
+
+
+MEMORY_PROBE = r"""
+import sys, torch
+from bridge.models import LlamaForCausalLM
+def rss(field):
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith(field + ":")).split()[1]) * 1024
+LlamaForCausalLM.from_pretrained(sys.argv[2])  # a tiny model first: the lazy imports (hub client, ...) do not count
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) restarts from here: imports do not count
+before = rss("VmRSS")
+model = LlamaForCausalLM.from_pretrained(sys.argv[1])
+assert model.dtype == torch.bfloat16
+with torch.inference_mode():
+    model(torch.tensor([[2, 3, 4]]))
+    for parameter in model.parameters():
+        parameter.sum()  # every byte read
+print(rss("VmHWM") - before)
+"""
+
+
+def test_bf16_loading_holds_the_weights_once(tmp_path):
+    """A bf16 checkpoint is mapped, not copied: peak memory grows by about one file (~90 MB)."""
+    import os
+    import subprocess
+    import sys
+
+    config = LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1536, num_hidden_layers=4,
+                         num_attention_heads=8, num_key_value_heads=2)
+    models.LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(tmp_path)
+    tiny = LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2)
+    models.LlamaForCausalLM(tiny).to(torch.bfloat16).save_pretrained(tmp_path / "tiny")
+    size = (tmp_path / "model.safetensors").stat().st_size
+    assert size > 80e6
+    probe = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(tmp_path), str(tmp_path / "tiny")], capture_output=True, text=True, check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    growth = int(probe.stdout.split()[-1])
+    assert growth < 1.2 * size, f"peak memory grew by {growth / size:.2f}x the checkpoint size"

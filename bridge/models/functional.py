@@ -58,23 +58,32 @@ def padding_mask(attention_mask: Optional[Tensor]) -> Optional[Tensor]:
 
 
 def causal_mask(
-    attention_mask: Optional[Tensor], query_length: int, key_length: int, device: torch.device
+    attention_mask: Optional[Tensor],
+    query_length: int,
+    key_length: int,
+    device: torch.device,
+    sliding_window: Optional[int] = None,
 ) -> Tuple[Optional[Tensor], bool]:
     """(mask, is_causal) for decoder attention over `key_length` keys, the last `query_length` new.
 
-    Without padding the mask is left to SDPA: `is_causal=True` when queries and keys coincide, and
-    no mask at all for a single new query (it may see every key). Otherwise query i (at absolute
-    position past + i) may see key j when j <= past + i and key j is not padding.
+    Query i (at absolute position past + i) may see key j when j <= past + i, key j is not
+    padding and, with a `sliding_window` (Mistral, Qwen2), j > past + i - window. When nothing is
+    masked but causality the mask is left to SDPA: `is_causal=True` when queries and keys
+    coincide, and no mask at all for a single new query (it may see every key).
     """
     padded = _has_padding(attention_mask)
-    if not padded and query_length == key_length:
+    windowed = sliding_window is not None and key_length > sliding_window
+    if not padded and not windowed and query_length == key_length:
         return None, True
-    if not padded and query_length == 1:
+    if not padded and not windowed and query_length == 1:
         return None, False
     past = key_length - query_length
     queries = torch.arange(query_length, device=device)[:, None] + past
     keys = torch.arange(key_length, device=device)[None, :]
-    mask = (keys <= queries)[None, None, :, :]
+    mask = keys <= queries
+    if windowed:
+        mask = mask & (keys > queries - sliding_window)
+    mask = mask[None, None, :, :]
     if padded:
         mask = mask & attention_mask.bool()[:, None, None, :]
     return mask, False

@@ -1,8 +1,8 @@
 """Llama-family decoders (Llama, Mistral, Qwen2) and their heads, with transformers' parameter names.
 
-Read top to bottom: RMSNorm, rotary position embeddings, the causal / sliding-window mask,
-grouped-query attention, the SwiGLU MLP, the pre-norm decoder layer, the model, its heads, then the
-Mistral and Qwen2 names for the same classes.
+Read top to bottom: RMSNorm, rotary position embeddings, grouped-query attention (its causal and
+sliding-window masks come from bridge.models.functional), the SwiGLU MLP, the pre-norm decoder
+layer, the model, its heads, then the Mistral and Qwen2 names for the same classes.
 
 The three families are one architecture with a few switches read from the config (which biases,
 which sliding windows) and the RoPE types these checkpoints ship: bridge.llama_family holds both,
@@ -25,8 +25,9 @@ from torch import nn
 from bridge.checkpoint_keys import IGNORED_KEYS
 from bridge.config import LlamaConfig, MistralConfig, Qwen2Config
 from bridge.errors import ConfigError
+from bridge.llama_family import head_dim, layer_switches, rope_frequencies
 from bridge.models import generation
-from bridge.models.functional import activation, last_token_indices
+from bridge.models.functional import activation, attention, causal_mask, last_token_indices
 from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
 from bridge.models.outputs import (
     BaseModelOutput,
@@ -39,7 +40,6 @@ from bridge.models.outputs import (
     span_output,
 )
 from bridge.models.pretrained import PretrainedModel
-from bridge.llama_family import head_dim, layer_switches, rope_frequencies
 
 Tensor = torch.Tensor
 
@@ -116,42 +116,6 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + rotate_half(x) * sin
 
 
-# ---- masks
-
-
-def decoder_mask(
-    attention_mask: Optional[Tensor],
-    query_length: int,
-    key_length: int,
-    sliding_window: Optional[int],
-    device: torch.device,
-) -> Tuple[Optional[Tensor], bool]:
-    """(mask, is_causal) for `query_length` new tokens over `key_length` keys (past + new).
-
-    Query i (cache position past + i) may see key j when j <= past + i, j > past + i - window (a
-    sliding window), and key j is not padding; True means "may attend" (SDPA's boolean mask). When
-    nothing is masked but causality, the mask is left to SDPA (`is_causal`, or nothing at all for
-    one new token), which lets it choose its fastest kernel.
-    """
-    padded = attention_mask is not None and not bool(attention_mask.all())
-    windowed = sliding_window is not None and key_length > sliding_window
-    if not padded and not windowed:
-        if query_length == key_length:
-            return None, True
-        if query_length == 1:
-            return None, False
-    past = key_length - query_length
-    queries = torch.arange(query_length, device=device)[:, None] + past
-    keys = torch.arange(key_length, device=device)[None, :]
-    mask = keys <= queries
-    if windowed:
-        mask = mask & (keys > queries - sliding_window)
-    mask = mask[None, None, :, :]
-    if padded:
-        mask = mask & attention_mask.bool()[:, None, None, :]
-    return mask, False
-
-
 # ---- attention, MLP, layer
 
 
@@ -198,24 +162,15 @@ class LlamaAttention(nn.Module):
             value = torch.cat((layer_past[1], value), dim=2)
         present = (key, value)
         dropout = self.dropout if self.training else 0.0
-        weights = None
-        if need_weights:  # SDPA cannot return the probabilities: the explicit computation
-            key, value = repeat_kv(key, self.groups), repeat_kv(value, self.groups)
-            scores = torch.matmul(query, key.transpose(2, 3)) * self.scale
-            if is_causal:
-                mask = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
-            if mask is not None:
-                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            weights = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
-            attended = torch.matmul(F.dropout(weights, p=dropout, training=self.training), value)
-        elif mask is None:  # SDPA's fused kernels handle grouped heads without copying them
+        if mask is None and not need_weights:  # SDPA's fused kernels serve grouped heads without copies
             attended = F.scaled_dot_product_attention(
                 query, key, value, dropout_p=dropout, is_causal=is_causal, scale=self.scale, enable_gqa=self.groups > 1
             )
-        else:
-            key, value = repeat_kv(key, self.groups), repeat_kv(value, self.groups)
-            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=self.scale)
-        attended = attended.transpose(1, 2).reshape(batch, tokens, -1)
+            return self.o_proj(attended.transpose(1, 2).reshape(batch, tokens, -1)), present, None
+        key, value = repeat_kv(key, self.groups), repeat_kv(value, self.groups)
+        attended, weights = attention(
+            query, key, value, mask, scale=self.scale, is_causal=is_causal, dropout=dropout, need_weights=need_weights
+        )
         return self.o_proj(attended), present, weights
 
 
@@ -252,7 +207,15 @@ class LlamaDecoderLayer(nn.Module):
         self.input_layernorm = LlamaRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, hidden_states, rotary, layer_past, masks, need_weights):
+    def forward(
+        self,
+        hidden_states: Tensor,
+        rotary: Tuple[Tensor, Tensor],
+        layer_past: Optional[KeyValue],
+        masks: dict,
+        need_weights: bool,
+    ) -> Tuple[Tensor, KeyValue, Optional[Tensor]]:
+        """`masks` holds (mask, is_causal) per sliding window (None: full attention)."""
         mask, is_causal = masks[self.self_attn.sliding_window]
         attended, present, weights = self.self_attn(
             self.input_layernorm(hidden_states), rotary, layer_past, mask, is_causal, need_weights
@@ -317,7 +280,7 @@ class LlamaModel(LlamaPretrainedModel):
         # One mask per distinct window (None: full causal attention), shared by the layers using it.
         windows = {layer.self_attn.sliding_window for layer in self.layers}
         masks = {
-            window: decoder_mask(attention_mask, tokens, past_length + tokens, window, hidden_states.device)
+            window: causal_mask(attention_mask, tokens, past_length + tokens, hidden_states.device, window)
             for window in windows
         }
 
