@@ -2,7 +2,8 @@
 
 One loop serves every causal language model. A model takes part by providing
 `next_token_logits(input_ids, cache, attention_mask, position_ids) -> (logits, cache)`: the
-(batch, vocab) logits of the last position and its updated key/value cache.
+(batch, vocab) logits of the last position and its updated key/value cache; its class then sets
+`generate = generation.generate`, so that `model.generate(input_ids, ...)` runs this loop.
 
 The choice of each token follows transformers' `generate` step for step: repetition penalty on
 the raw logits, then (when sampling) temperature, top-k and top-p, in that order; greedy is the
@@ -25,11 +26,11 @@ TokenIds = Union[int, Sequence[int], None]
 def generate(
     model: Any,
     input_ids: Tensor,
-    max_new_tokens: int,
-    *,
+    max_new_tokens: int = 20,
     do_sample: bool = False,
-    temperature: float = 1.0,
     top_k: Optional[int] = None,
+    temperature: float = 1.0,
+    *,
     top_p: Optional[float] = None,
     repetition_penalty: Optional[float] = None,
     eos_token_id: TokenIds = None,

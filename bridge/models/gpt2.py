@@ -258,27 +258,12 @@ class GPT2LMHeadModel(GPT2PretrainedModel):
         position_ids: Optional[Tensor],
     ) -> Tuple[Tensor, KeyValueCache]:
         """The last position's logits and the updated cache: one step of `generate`."""
-        if position_ids is not None:
-            position_ids = position_ids[:, -input_ids.shape[1] :]
         outputs = self.transformer(
             input_ids, cache=cache, attention_mask=attention_mask, position_ids=position_ids, use_cache=True
         )
         return self.lm_head(outputs.last_hidden_state[:, -1, :]), outputs.cache
 
-    def generate(
-        self,
-        input_ids: Tensor,
-        max_new_tokens: int = 20,
-        do_sample: bool = False,
-        top_k: Optional[int] = None,
-        temperature: float = 1.0,
-        **settings: Any,
-    ) -> Tensor:
-        """Greedy or sampled continuation of `input_ids` (`top_p`, `repetition_penalty`,
-        `eos_token_id`, `attention_mask`, ...: see `bridge.models.generation.generate`)."""
-        return generation.generate(
-            self, input_ids, max_new_tokens, do_sample=do_sample, top_k=top_k, temperature=temperature, **settings
-        )
+    generate = generation.generate  # greedy or sampled continuation: see bridge.models.generation
 
 
 class GPT2SequenceSummary(nn.Module):
