@@ -220,9 +220,10 @@ class LlamaDecoderLayer(nn.Module):
         attended, present, weights = self.self_attn(
             self.input_layernorm(hidden_states), rotary, layer_past, mask, is_causal, need_weights
         )
-        hidden_states = hidden_states + attended
-        hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
-        return hidden_states, present, weights
+        attended += hidden_states  # residual connections in place on the fresh outputs: fewer allocations
+        transformed = self.mlp(self.post_attention_layernorm(attended))
+        transformed += attended
+        return transformed, present, weights
 
 
 # ---- the model
