@@ -119,7 +119,7 @@ def _bert_gpt2_rows(quick: bool, only: set) -> List[Row]:
 
 
 def _llama_rows(quick: bool, dtype: torch.dtype) -> List[Row]:
-    repeat = 2 if quick else 3  # a forward pass takes seconds at this size on a few cores
+    repeat = 2 if quick else 5  # seconds per call at this size on a few cores; more repeats against noise
     sizes = dict(LLAMA_SIZES, num_hidden_layers=2) if quick else dict(LLAMA_SIZES)
     name = "bf16" if dtype == torch.bfloat16 else "fp32"
     label = f"Llama ~0.5B, {name}" + (", 2 layers" if quick else "")
