@@ -13,12 +13,17 @@ from typing import Optional, Union
 from bridge.artifacts import EntryNotFoundError, NotCachedError, get_or_download_hgf_file
 from bridge.artifacts.hubclient import DEFAULT_REVISION, HubSettings
 
-__all__ = ["fetch_file", "is_local_source"]
+__all__ = ["fetch_file", "is_local_source", "offline_hub_source"]
 
 
 def is_local_source(source: Union[str, os.PathLike]) -> bool:
     """Whether `source` names a local directory (rather than a Hub repo id)."""
     return Path(source).expanduser().is_dir()
+
+
+def offline_hub_source(source: Union[str, os.PathLike]) -> bool:
+    """Whether `source` is a Hub repo while HF_HUB_OFFLINE is set: a file it lacks may just not be fetched yet."""
+    return not is_local_source(source) and HubSettings.from_environment().offline
 
 
 def fetch_file(
@@ -51,6 +56,6 @@ def fetch_file(
     except NotCachedError:
         # Offline, we cannot tell a file the repo lacks from one never fetched: an optional file
         # (say model.safetensors next to pytorch_model.bin) counts as absent.
-        if missing_ok and HubSettings.from_environment().offline:
+        if missing_ok and offline_hub_source(source):
             return None
         raise

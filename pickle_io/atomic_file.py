@@ -17,6 +17,9 @@ def replacing(path: Union[str, os.PathLike]) -> Iterator[Path]:
     temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         yield temporary
+        # Writers that go through a temporary of their own (the safetensors library) leave 0600:
+        # every file we write gets the mode a plain open() gives, whoever wrote the bytes.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -29,3 +32,17 @@ def write_all(fd: int, data: memoryview) -> None:
     view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
     while len(view):
         view = view[os.write(fd, view):]
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (os.umask can only swap)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: swap and restore
+    os.umask(mask)
+    return mask

@@ -51,7 +51,11 @@ def run_get(args: argparse.Namespace) -> int:
     spec = parse_spec(args.spec)
     if not args.files:
         result = hgf(args.spec)
-        print(result if spec.item == CONFIG_ITEM else f"{args.spec}: {type(result).__name__}")
+        if spec.item == CONFIG_ITEM:
+            print(result)
+        else:
+            parts = result if isinstance(result, tuple) else (result,)  # no item: (tokenizer, model)
+            print(f"{args.spec}: " + " and ".join(_describe(part) for part in parts))
         return 0
     if spec.item is not None:
         raise SpecError(f"with FILEs, SPEC is '<repo_id>[@<revision>]' without an item, not {args.spec!r}")
@@ -96,3 +100,14 @@ def run_register(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     ArtifactStore().remove(args.name)
     return 0
+
+
+def _describe(loaded: object) -> str:
+    """One line for what `hgf get` built: a model's class and size, a tokenizer's class and vocabulary."""
+    name = type(loaded).__name__
+    if hasattr(loaded, "parameters"):
+        parameters = sum(parameter.numel() for parameter in loaded.parameters())
+        return f"{name} ({parameters:,} parameters, {loaded.dtype})"
+    if hasattr(loaded, "vocab_size"):
+        return f"{name} (vocabulary of {loaded.vocab_size:,})"
+    return name

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -24,6 +23,7 @@ from torch import nn
 from bridge.config import PretrainedConfig, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.models import checkpoint
+from bridge.user_warnings import warn_user
 
 Tensor = torch.Tensor
 Source = Union[str, os.PathLike]
@@ -201,17 +201,15 @@ class PretrainedModel(nn.Module):
         model.tie_weights()
 
         if unused:
-            warnings.warn(
+            warn_user(
                 f"{cls.__name__}: ignored {len(unused)} weights of the checkpoint that the model does not use: "
                 + ", ".join(unused),
                 UnusedWeightsWarning,
-                stacklevel=3,
             )
         if missing:
-            warnings.warn(
+            warn_user(
                 f"{cls.__name__}: newly initialised {len(missing)} weights the checkpoint lacks: " + ", ".join(missing),
                 MissingWeightsWarning,
-                stacklevel=3,
             )
         return model.eval()
 

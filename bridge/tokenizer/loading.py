@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-from bridge.hub import fetch_file
+from bridge.artifacts import NotCachedError
+from bridge.errors import BridgeError
+from bridge.hub import fetch_file, offline_hub_source
 from bridge.tokenizer import assemble
 from bridge.tokenizer.pretrained_tokenizer import Tokenizer
 from bridge.tokenizer.settings import (
@@ -58,13 +60,11 @@ def load_tokenizer(source: Union[str, os.PathLike], *, revision: Optional[str] =
     elif family.name == "bert" and vocab_txt is not None:
         backend = assemble.wordpiece_from_vocab_txt(vocab_txt, settings)
     elif family.name == "bert":
-        raise TokenizerError(f"{where}: no tokenizer files (looked for tokenizer.json and vocab.txt)")
+        raise _no_tokenizer_files(source, revision, "tokenizer.json and vocab.txt")
     else:
         vocab_json = fetch("vocab.json")
         if vocab_json is None:
-            raise TokenizerError(
-                f"{where}: no tokenizer files (looked for tokenizer.json, vocab.txt, vocab.json + merges.txt)"
-            )
+            raise _no_tokenizer_files(source, revision, "tokenizer.json, vocab.txt, vocab.json + merges.txt")
         merges_txt = fetch("merges.txt")
         if merges_txt is None:
             raise TokenizerError(
@@ -72,3 +72,14 @@ def load_tokenizer(source: Union[str, os.PathLike], *, revision: Optional[str] =
             )
         backend = assemble.byte_level_bpe_from_files(vocab_json, merges_txt, settings)
     return Tokenizer(assemble.finish(backend, settings, assembled=tokenizer_json is None), settings)
+
+
+def _no_tokenizer_files(source: Union[str, os.PathLike], revision: Optional[str], looked_for: str) -> BridgeError:
+    """The error for a source without tokenizer files: offline, they may just not be fetched yet."""
+    if offline_hub_source(source):
+        pinned = f"{source}@{revision}" if revision else str(source)
+        return NotCachedError(
+            f"no tokenizer file of {pinned} is cached ({looked_for}) and HF_HUB_OFFLINE is set; "
+            f"fetch them once with network access: `hgf get {pinned}:tokenizer`"
+        )
+    return TokenizerError(f"{source}: no tokenizer files (looked for {looked_for})")
