@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from bridge.artifacts.errors import (
     DownloadError,
@@ -93,10 +93,10 @@ def download(repo_id: str, filename: str, revision: Optional[str] = None) -> Hub
     on a terminal and stays quiet otherwise. Raises RepoNotFoundError,
     RevisionNotFoundError, EntryNotFoundError, NotCachedError or DownloadError.
     """
-    import httpx2  # huggingface_hub's HTTP client
     import huggingface_hub
     from huggingface_hub import errors as hub_errors
 
+    http = _hub_http_client()
     settings = HubSettings.from_environment()
     revision = revision or DEFAULT_REVISION
     where = f"{filename!r} of {repo_id}@{revision}"
@@ -138,11 +138,24 @@ def download(repo_id: str, filename: str, revision: Optional[str] = None) -> Hub
                 f"`{fetch_command(repo_id, filename, revision)}`"
             ) from None
         raise unreachable from None
-    except (httpx2.ConnectError, httpx2.TimeoutException):
+    except (http.ConnectError, http.TimeoutException):
         raise unreachable from None
-    except (hub_errors.HfHubHTTPError, httpx2.HTTPError, OSError) as error:  # broken transfers, disk errors
+    except (hub_errors.HfHubHTTPError, http.HTTPError, OSError) as error:  # broken transfers, disk errors
         raise DownloadError(f"could not download {where} from {settings.endpoint}: {error}") from None
     return _hub_file(repo_id, filename, revision, Path(pointer), settings)
+
+
+def _hub_http_client() -> Any:
+    """The HTTP library huggingface_hub uses (its errors reach us): httpx2 from 2.0, httpx in 1.x."""
+    import huggingface_hub
+
+    if int(huggingface_hub.__version__.split(".")[0]) >= 2:
+        import httpx2
+
+        return httpx2
+    import httpx
+
+    return httpx
 
 
 def fetch_command(repo_id: str, filename: str, revision: Optional[str] = None) -> str:
