@@ -104,6 +104,11 @@ def test_torchless_install_gives_one_clear_error_for_a_model(torchless_venv, tmp
 
 # --- The lock -----------------------------------------------------------------------------------
 
+LOCKED_ONLY = pytest.mark.skipif(
+    bool(os.environ.get("HGF_BRIDGE_UNLOCKED")),
+    reason="make test-latest / test-lowest run the suite outside the lock on purpose",
+)
+
 
 def _lock() -> dict:
     pins = {}
@@ -125,6 +130,7 @@ def _imported_top_modules(paths) -> set:
     return modules
 
 
+@LOCKED_ONLY
 def test_lock_pins_every_package_the_code_tests_and_benchmarks_import():
     pins = _lock()
     distributions = importlib.metadata.packages_distributions()
@@ -138,10 +144,7 @@ def test_lock_pins_every_package_the_code_tests_and_benchmarks_import():
     assert not missing, f"imported but not in {LOCK.name}: {missing}"
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("HGF_BRIDGE_UNLOCKED")),
-    reason="make test-latest / test-lowest run the suite outside the lock on purpose",
-)
+@LOCKED_ONLY
 def test_the_environment_is_the_lock():
     """`make test` installs exactly the lock (torch's local build label aside)."""
     pins = _lock()
