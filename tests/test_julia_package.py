@@ -78,7 +78,7 @@ def root_project() -> dict:
 def used_packages(path: Path) -> set:
     """The packages a file loads with `using A, B` / `using A: x` / `import A` at the top level."""
     names = set()
-    for clause in re.findall(r"^(?:using|import) ([^\n:]+)", path.read_text(), re.MULTILINE):
+    for clause in re.findall(r"^(?:using|import) ([^\n:#]+)", path.read_text(), re.MULTILINE):
         names.update(name.strip() for name in clause.split(","))
     return names
 
