@@ -98,7 +98,8 @@ def _julia_candidates() -> List[str]:
 
 def find_julia() -> Optional[str]:
     """A Julia executable juliacall would use without downloading one, whose version juliapkg
-    allows here (HGFBridge's compat, juliacall's, this Python's OpenSSL), or None."""
+    allows here (HGFBridge's compat, juliacall's, this Python's OpenSSL), or None. Needs the
+    `julia` extra (juliapkg decides the compat); JuliaNotAvailableError without it."""
     from juliapkg.find_julia import julia_version
 
     compat, _ = julia_requirements()
