@@ -98,7 +98,7 @@ def julia_round_trip(model, config, model_dir: Path) -> None:
     """Load the model into Flux, save it back from Julia, and compare, when Julia is installed."""
     if shutil.which("julia") is None:
         print("   skipped: no `julia` executable on PATH, so the Flux round trip did not run.")
-        print("   Install Julia 1.12 (https://julialang.org/downloads/) and run `make demo` again.")
+        print("   Install Julia 1.10 or newer (https://julialang.org/downloads/) and run `make demo` again.")
         return
     import torch
 
