@@ -9,6 +9,7 @@ import ast
 import importlib.metadata
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -27,8 +28,12 @@ def _run(command, **kwargs):
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    # Build from a clean copy: setuptools reuses a checkout's build/ directory, stale files included.
+    source = tmp_path_factory.mktemp("source") / "hgf-bridge"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "*.egg-info", "demo-output", ".hypothesis", "__pycache__", ".pytest_cache"))
     out = tmp_path_factory.mktemp("wheel")
-    build = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)])
+    build = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)])
     assert build.returncode == 0, build.stdout + build.stderr
     assert "License classifiers are deprecated" not in build.stderr and "project.license" not in build.stderr
     (path,) = out.glob("hgf_bridge-*.whl")
@@ -57,6 +62,9 @@ def test_wheel_carries_the_packages_and_nothing_else(wheel):
     assert any("torch" in line and 'extra == "torch"' in line for line in requires)
     assert any("juliacall" in line and 'extra == "julia"' in line for line in requires)
     assert "License-Expression: MIT" in metadata
+    # juliapkg.json points at ../julia, which is the source tree in an editable install but would be
+    # site-packages/ in a wheel: pyjuliapkg would then `Pkg.develop` site-packages for every package.
+    assert "bridge/juliapkg.json" not in names and not any(name.startswith("julia/") for name in names)
 
 
 def test_torchless_venv_has_no_torch(torchless_venv):
@@ -83,6 +91,17 @@ def test_torchless_install_reads_and_writes_checkpoints(torchless_venv, tmp_path
         cwd=tmp_path,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_julia_driver_imports_without_juliacall_and_says_what_to_install(torchless_venv, tmp_path):
+    script = (
+        "import bridge.julia\n"
+        "try:\n    bridge.julia.julia_module()\n"
+        "except bridge.julia.JuliaNotAvailableError as error:\n    print(error)\n"
+    )
+    result = _run([str(torchless_venv / "bin" / "python"), "-c", script], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'pip install "hgf-bridge[julia]"' in result.stdout
 
 
 def test_torchless_install_gives_one_clear_error_for_a_model(torchless_venv, tmp_path):
