@@ -2,7 +2,8 @@
 
 `tok(texts, padding=True, return_tensors="np")` gives the dict transformers gives (input_ids,
 token_type_ids for BERT, attention_mask, and offset_mapping on request), with the same padding,
-truncation and special-token rules; `decode`/`batch_decode` undo it. The heavy lifting is one
+truncation and special-token rules; `decode`/`batch_decode` undo it; `apply_chat_template`
+renders and encodes a conversation with the repo's chat template. The heavy lifting is one
 `encode_batch` call into the Rust library; the arrays are built straight from its encodings.
 """
 
@@ -18,6 +19,8 @@ import numpy as np
 from tokenizers import AddedToken, Encoding, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as BackendTokenizer
 
+from bridge.tokenizer import chat
+from bridge.tokenizer.chat import ChatTemplateError
 from bridge.tokenizer.settings import (
     LARGE_INTEGER,
     SPECIAL_TOKEN_NAMES,
@@ -50,12 +53,13 @@ class Tokenizer:
 
     @property
     def family(self) -> str:
-        """"bert", "gpt2" or "roberta"."""
+        """The transformers class it behaves as: "bert", "gpt2", "roberta", "llama", "qwen2", or
+        "tokenizers" (the generic TokenizersBackend: tokenizer.json as written)."""
         return self._settings.family.name
 
     @property
     def model_input_names(self) -> list[str]:
-        return list(self._settings.family.model_input_names)
+        return list(self._settings.model_input_names or self._settings.family.model_input_names)
 
     @property
     def model_max_length(self) -> int:
@@ -220,7 +224,7 @@ class Tokenizer:
         except Exception as error:  # e.g. truncation that cannot fit the special tokens
             raise TokenizerError(f"cannot encode: {error}") from error
 
-        names = self._settings.family.model_input_names
+        names = self.model_input_names
         fields = ["input_ids"]
         if return_token_type_ids if return_token_type_ids is not None else "token_type_ids" in names:
             fields.append("token_type_ids")
@@ -358,6 +362,127 @@ class Tokenizer:
             }
             if self._backend.padding != target:
                 self._backend.enable_padding(**target)
+
+    # ----- chat -------------------------------------------------------------------------------
+
+    @property
+    def chat_template(self) -> Union[None, str, dict[str, str]]:
+        """The repo's chat template (tokenizer_config.json or chat_template.jinja), or {name: template}
+        when it has several; settable."""
+        return self._settings.chat_template
+
+    @chat_template.setter
+    def chat_template(self, template: Union[None, str, dict[str, str]]) -> None:
+        if not (template is None or isinstance(template, (str, dict))):
+            raise TokenizerError(f"chat_template must be a str, a dict of str or None, not {type(template).__name__}")
+        self._settings.chat_template = template
+
+    def get_chat_template(self, chat_template: Optional[str] = None, tools: Optional[list] = None) -> str:
+        """The template text `apply_chat_template` uses: `chat_template` itself (a template or, for
+        a tokenizer with several, a name), else "tool_use" when tools are given and it exists, else
+        "default"."""
+        own = self._settings.chat_template
+        if isinstance(own, dict):
+            if chat_template is not None and chat_template in own:
+                return own[chat_template]
+            if chat_template is None:
+                if tools is not None and "tool_use" in own:
+                    return own["tool_use"]
+                if "default" in own:
+                    return own["default"]
+                raise ChatTemplateError(
+                    f"this tokenizer has several chat templates and none named 'default': pass "
+                    f"chat_template= one of {sorted(own)}"
+                )
+        if chat_template is not None:
+            return chat_template
+        if own is None:
+            raise ChatTemplateError(
+                "this tokenizer has no chat template (no chat_template in tokenizer_config.json and no "
+                "chat_template.jinja): pass chat_template=, or set tokenizer.chat_template"
+            )
+        return own
+
+    def apply_chat_template(
+        self,
+        conversation: Union[list[dict[str, Any]], list[list[dict[str, Any]]]],
+        tools: Optional[list[dict]] = None,
+        documents: Optional[list[dict]] = None,
+        chat_template: Optional[str] = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: Union[bool, str] = False,
+        tokenize: bool = True,
+        padding: Union[bool, str] = False,
+        truncation: bool = False,
+        max_length: Optional[int] = None,
+        return_tensors: Optional[str] = None,
+        return_dict: bool = True,
+        return_assistant_tokens_mask: bool = False,
+        tokenizer_kwargs: Optional[dict[str, Any]] = None,
+        **kwargs: Any,
+    ) -> Union[str, list[str], list[int], list[list[int]], dict[str, Any]]:
+        """Render a conversation (or a batch of them) with the chat template, and encode it.
+
+        As transformers 5.24: `conversation` is a list of {"role", "content", ...} messages, or a
+        list of such lists. tokenize=False gives the text (a list for a batch); tokenize=True gives
+        the `tokenizer(text, add_special_tokens=False, padding=..., truncation=..., max_length=...,
+        return_tensors=...)` dict, or with return_dict=False its input_ids. add_generation_prompt
+        opens an assistant turn; continue_final_message leaves the last message open (True for its
+        "content", or a field name). `tools` (JSON schemas), `documents` and other keyword
+        arguments reach the template as variables, as do the special tokens (bos_token, ...).
+        return_assistant_tokens_mask adds "assistant_masks": 1 for tokens inside the template's
+        {% generation %} blocks. A template that fails raises ChatTemplateError with its message.
+        """
+        if not tokenize:
+            return_dict = False
+        if return_assistant_tokens_mask and not (return_dict and tokenize):
+            raise ChatTemplateError("return_assistant_tokens_mask=True needs return_dict=True and tokenize=True")
+        if continue_final_message and add_generation_prompt:
+            raise ChatTemplateError(
+                "continue_final_message and add_generation_prompt cannot be combined: the first continues "
+                "the last message, the second starts a new assistant message"
+            )
+        if continue_final_message and return_assistant_tokens_mask:
+            raise ChatTemplateError("continue_final_message cannot be combined with return_assistant_tokens_mask")
+        template = self.get_chat_template(chat_template, tools)
+        if not isinstance(conversation, (list, tuple)) or len(conversation) == 0:
+            raise ChatTemplateError("cannot apply a chat template to an empty conversation: give at least one message")
+        first = conversation[0]
+        is_batched = isinstance(first, (list, tuple)) or hasattr(first, "messages")
+        conversations = list(conversation) if is_batched else [conversation]
+        texts, spans = chat.render(
+            template,
+            conversations,
+            tools=tools,
+            documents=documents,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+            track_generation=return_assistant_tokens_mask,
+            variables={**self.special_tokens_map, **kwargs},  # kwargs win over the special tokens
+        )
+        if not tokenize:
+            return texts if is_batched else texts[0]
+        call = dict(tokenizer_kwargs or {})
+        if return_assistant_tokens_mask:
+            asked_offsets = call.get("return_offsets_mapping", False)
+            call["return_offsets_mapping"] = True
+        encoded = self(
+            texts if is_batched else texts[0],
+            add_special_tokens=False,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            return_tensors=return_tensors,
+            **call,
+        )
+        if return_assistant_tokens_mask:
+            offsets = encoded["offset_mapping"] if asked_offsets else encoded.pop("offset_mapping")
+            masks = _assistant_masks(offsets, spans, batched=is_batched or return_tensors is not None)
+            if return_tensors is not None:
+                encoded["assistant_masks"] = _as_tensor(masks, return_tensors)
+            else:
+                encoded["assistant_masks"] = masks if is_batched else masks[0]
+        return encoded if return_dict else encoded["input_ids"]
 
     # ----- decoding ---------------------------------------------------------------------------
 
@@ -563,6 +688,33 @@ def _ragged_array(rows: list, field: str) -> np.ndarray:
         shape = (len(row), 2) if field == "offset_mapping" else (len(row),)
         ragged[index] = np.array(row, dtype=np.int64).reshape(shape)
     return ragged
+
+
+def _assistant_masks(offsets: Any, spans: list[list[tuple[int, int]]], *, batched: bool) -> list[list[int]]:
+    """1 for each token overlapping a {% generation %} span of its row (spans and offsets are in order)."""
+    rows = offsets.tolist() if hasattr(offsets, "tolist") else offsets
+    rows = rows if batched else [rows]
+    masks = []
+    for row, row_spans in zip(rows, spans):
+        mask, at = [0] * len(row), 0
+        for index, (start, end) in enumerate(row):
+            while at < len(row_spans) and start >= row_spans[at][1]:
+                at += 1
+            if at == len(row_spans):
+                break
+            if end > row_spans[at][0]:
+                mask[index] = 1
+        masks.append(mask)
+    return masks
+
+
+def _as_tensor(rows: list[list[int]], return_tensors: str):
+    array = np.array(rows, dtype=np.int64)
+    if return_tensors == "pt":
+        import torch
+
+        return torch.from_numpy(array)
+    return array
 
 
 def _json_text(value: dict) -> str:
