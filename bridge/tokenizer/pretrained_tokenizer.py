@@ -530,6 +530,9 @@ class Tokenizer:
     def save_pretrained(self, directory: Union[str, os.PathLike]) -> tuple[Path, ...]:
         """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `directory`.
 
+        The chat template goes into tokenizer_config.json ("chat_template": a string, or a list of
+        {"name", "template"} for several), which every transformers version since 4.34 reads.
+
         transformers' AutoTokenizer.from_pretrained(directory) loads the result back to a tokenizer
         that encodes identically. Each file is written to a temporary name and renamed into place
         only once all three are written, so a failure leaves no half-written file behind.
@@ -554,10 +557,18 @@ class Tokenizer:
         config["padding_side"] = self.padding_side
         config["truncation_side"] = self.truncation_side
         config["clean_up_tokenization_spaces"] = self._settings.clean_up_tokenization_spaces
+        config["model_input_names"] = self.model_input_names
         config.update(self._family_options())
+        # A family default the tokenizer does without (Qwen2's unk_token) is written as null.
+        config.update({name: None for name in self._settings.family.default_special_tokens})
         config.update(self.special_tokens_map)
         if self.extra_special_tokens:
             config["extra_special_tokens"] = self.extra_special_tokens
+        template = self._settings.chat_template
+        if isinstance(template, dict):
+            config["chat_template"] = [{"name": name, "template": text} for name, text in template.items()]
+        elif template is not None:
+            config["chat_template"] = template
         return config
 
     def _family_options(self) -> dict[str, Any]:
@@ -570,6 +581,12 @@ class Tokenizer:
             options["tokenize_chinese_chars"] = normalizer.handle_chinese_chars
         if isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
             options["add_prefix_space"] = pre_tokenizer.add_prefix_space
+        if isinstance(pre_tokenizer, pre_tokenizers.Metaspace) and self.family == "llama":
+            # LlamaTokenizer rebuilds its Metaspace from these two: always = legacy, first = not legacy.
+            options["add_prefix_space"] = pre_tokenizer.prepend_scheme != "never"
+            options["legacy"] = pre_tokenizer.prepend_scheme == "always"
+        if self.family == "qwen2":
+            options["add_prefix_space"] = bool(self._settings.options.get("add_prefix_space", False))
         if self.family == "roberta":
             options["trim_offsets"] = self._settings.options.get("trim_offsets", True)
         for key in ("add_bos_token", "add_eos_token"):
