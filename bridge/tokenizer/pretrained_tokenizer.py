@@ -313,7 +313,8 @@ class Tokenizer:
                     max_length = self.model_max_length
         if padding_strategy != "do_not_pad" and self.pad_token_id is None:
             raise TokenizerError(
-                f"cannot pad: this {self.family} tokenizer has no pad token (its config sets no pad_token)"
+                f"cannot pad: this tokenizer ({self.family} family) has no pad token (its config sets no "
+                f"pad_token; tok.pad_token = tok.eos_token is the usual choice for decoders)"
             )
         if (
             truncation_strategy is not None
