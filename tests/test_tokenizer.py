@@ -513,3 +513,54 @@ def test_family_is_guessed_from_a_lone_tokenizer_json(tmp_path):
     assert ours.family == "bert"
     for text, text_pair in PAIRS:
         _assert_same_encoding(ours(text, text_pair), theirs(text, text_pair), text)
+
+
+def test_llama_family_without_tokenizer_json_is_refused(tmp_path):
+    """A LlamaTokenizer repo with only tokenizer.model (SentencePiece): named, not mis-assembled."""
+    _write_json(tmp_path / "tokenizer_config.json", {"tokenizer_class": "LlamaTokenizer"})
+    (tmp_path / "tokenizer.model").write_bytes(b"\x00not read")
+    with pytest.raises(TokenizerError, match="LlamaTokenizer.*tokenizer.json"):
+        load_tokenizer(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "tokenizer_class, model_type, expected",
+    [
+        ("PreTrainedTokenizerFast", "llama", "tokenizers"),  # Llama 3.x
+        ("LlamaTokenizerFast", "llama", "llama"),  # Llama 2, TinyLlama
+        ("LlamaTokenizer", "mistral", "tokenizers"),  # Mistral: registered as TokenizersBackend
+        ("LlamaTokenizer", None, "llama"),
+        ("Qwen2Tokenizer", "qwen2", "qwen2"),
+        ("PreTrainedTokenizerFast", "qwen2", "qwen2"),  # transformers overrides the Hub class for qwen2
+        ("GPT2Tokenizer", "llama", "gpt2"),  # SmolLM
+        (None, "llama", "tokenizers"),
+        (None, "qwen2", "qwen2"),
+        (None, "phi3", "tokenizers"),  # unknown model type with a tokenizer.json: as written
+    ],
+)
+def test_family_follows_autotokenizer(tmp_path, tokenizer_class, model_type, expected):
+    """The class transformers' AutoTokenizer picks from tokenizer_class and model_type is our family."""
+    directory = families.write_sentencepiece_family(tmp_path / "repo", style="metaspace", config={})
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config.pop("tokenizer_class")
+    if tokenizer_class:
+        config["tokenizer_class"] = tokenizer_class
+    _write_json(directory / "tokenizer_config.json", config)
+    if model_type:
+        _write_json(directory / "config.json", {"model_type": model_type})
+    theirs = type(AutoTokenizer.from_pretrained(directory)).__name__
+    classes = {"tokenizers": "TokenizersBackend", "llama": "LlamaTokenizer", "qwen2": "Qwen2Tokenizer",
+               "gpt2": "GPT2Tokenizer"}
+    assert theirs == classes[expected]
+    assert load_tokenizer(directory).family == expected
+
+
+def test_llama_class_on_a_byte_level_tokenizer_json_loads_as_written(tmp_path):
+    """Llama 3 repos that name LlamaTokenizer: transformers loads them generically, and so do we."""
+    directory = families.write_llama3(tmp_path / "repo")
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    _write_json(directory / "tokenizer_config.json", dict(config, tokenizer_class="LlamaTokenizerFast"))
+    ours, theirs = load_tokenizer(directory), AutoTokenizer.from_pretrained(directory)
+    assert type(theirs).__name__ == "TokenizersBackend" and ours.family == "tokenizers"
+    for text in HARD_STRINGS:
+        _assert_same_encoding(ours(text), theirs(text), text)

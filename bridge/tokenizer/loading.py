@@ -73,6 +73,11 @@ def load_tokenizer(source: Union[str, os.PathLike], *, revision: Optional[str] =
         backend = assemble.wordpiece_from_vocab_txt(vocab_txt, settings)
     elif family.name == "bert":
         raise TokenizerError(f"{where}: no tokenizer files (looked for tokenizer.json and vocab.txt)")
+    elif family.name not in ("gpt2", "roberta"):
+        raise TokenizerError(
+            f"{where}: the {family.class_name} tokenizer is read from tokenizer.json, which this source lacks "
+            f"(SentencePiece tokenizer.model files are not supported)"
+        )
     else:
         vocab_json = fetch("vocab.json")
         if vocab_json is None:
