@@ -290,6 +290,9 @@ def test_sandbox_refuses_what_transformers_refuses(chat_dirs):
                 ours.apply_chat_template([USER], chat_template=template, tokenize=False)
         else:  # the sandbox renders the attribute as undefined (empty)
             assert ours.apply_chat_template([USER], chat_template=template, tokenize=False) == expected, template
+    for template in ("{{ 1 // 0 }}", "{{ 'a' + 1 }}", "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"):
+        with pytest.raises(ChatTemplateError, match="chat template failed"):
+            ours.apply_chat_template([USER], chat_template=template, tokenize=False)
     with pytest.raises(ChatTemplateError, match="does not compile"):
         ours.apply_chat_template([USER], chat_template="{% for m in messages %}unclosed")
 

@@ -173,6 +173,8 @@ def render(
                 text = compiled.render(messages=messages, **context)
         except jinja2.TemplateError as error:  # raise_exception, undefined calls, sandbox refusals
             raise ChatTemplateError(f"chat template failed: {error}") from error
+        except Exception as error:  # Python errors inside the template: 1 // 0, "a" + 1, deep recursion
+            raise ChatTemplateError(f"chat template failed: {type(error).__name__}: {error}") from error
         if final_text is not None:
             text = _cut_at_tag(text, final_text)
         texts.append(text)
