@@ -564,3 +564,26 @@ def test_llama_class_on_a_byte_level_tokenizer_json_loads_as_written(tmp_path):
     assert type(theirs).__name__ == "TokenizersBackend" and ours.family == "tokenizers"
     for text in HARD_STRINGS:
         _assert_same_encoding(ours(text), theirs(text), text)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda content: content.pop("model"),
+        lambda content: content["model"].pop("vocab"),
+        lambda content: content["model"].__setitem__("merges", [42]),
+        lambda content: content.__setitem__("added_tokens", [{"content": "<x>"}]),  # no id
+        lambda content: content.__setitem__("added_tokens", ["<x>"]),
+    ],
+    ids=["no-model", "no-vocab", "bad-merges", "added-token-without-id", "added-token-not-an-object"],
+)
+def test_damaged_llama_tokenizer_json_is_named(tmp_path, damage):
+    directory = families.write_sentencepiece_family(tmp_path / "repo", style="normalizer", config={})
+    content = json.loads((directory / "tokenizer.json").read_text())
+    damage(content)
+    _write_json(directory / "tokenizer.json", content)
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config.pop("added_tokens_decoder")  # so the file's added tokens are read
+    _write_json(directory / "tokenizer_config.json", config)
+    with pytest.raises(TokenizerError, match="tokenizer.json"):
+        load_tokenizer(directory)

@@ -92,9 +92,13 @@ def rebuilt_from_tokenizer_json(path: Path, text: str, settings: TokenizerSettin
         tokenizer.decoder = decoders.ByteLevel()
 
     if not settings.added_tokens:  # as transformers: the file's added tokens, when the config has none
+        flags = ("single_word", "lstrip", "rstrip", "normalized", "special")
         for token in content.get("added_tokens") or []:
-            fields = {key: token[key] for key in ("single_word", "lstrip", "rstrip", "normalized", "special") if key in token}
-            settings.added_tokens[int(token["id"])] = AddedToken(token["content"], **fields)
+            try:
+                fields = {key: bool(token[key]) for key in flags if key in token}
+                settings.added_tokens[int(token["id"])] = AddedToken(str(token["content"]), **fields)
+            except (KeyError, TypeError, ValueError) as error:
+                raise TokenizerError(f"{path}: malformed entry in added_tokens: {token!r}") from error
     return tokenizer
 
 
