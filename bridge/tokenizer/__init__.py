@@ -11,9 +11,8 @@ tokenizer.json, vocab.txt or vocab.json + merges.txt), `pretrained_tokenizer` (t
 `chat` (chat templates), `loading` (`load_tokenizer`).
 """
 
-from bridge.tokenizer.chat import ChatTemplateError
 from bridge.tokenizer.loading import load_tokenizer
 from bridge.tokenizer.pretrained_tokenizer import Tokenizer
-from bridge.tokenizer.settings import TokenizerError
+from bridge.tokenizer.settings import ChatTemplateError, TokenizerError
 
 __all__ = ["ChatTemplateError", "Tokenizer", "TokenizerError", "load_tokenizer"]

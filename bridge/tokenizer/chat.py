@@ -26,16 +26,12 @@ import jinja2.nodes
 import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from bridge.tokenizer.settings import TokenizerError
+from bridge.tokenizer.settings import ChatTemplateError
 
 # Messages may carry their reasoning under any of these names; templates read the first.
 REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 # Appended to the final message for continue_final_message, then cut from the rendered text there.
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
-
-
-class ChatTemplateError(TokenizerError):
-    """A chat template that is missing, does not compile, or fails (`raise_exception`) on a conversation."""
 
 
 class _GenerationBlock(jinja2.ext.Extension):

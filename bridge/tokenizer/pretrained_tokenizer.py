@@ -19,10 +19,9 @@ import numpy as np
 from tokenizers import AddedToken, Encoding, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as BackendTokenizer
 
-from bridge.tokenizer import chat
-from bridge.tokenizer.chat import ChatTemplateError
 from bridge.tokenizer.settings import (
     LARGE_INTEGER,
+    ChatTemplateError,
     SPECIAL_TOKEN_NAMES,
     TokenizerError,
     TokenizerSettings,
@@ -445,6 +444,8 @@ class Tokenizer:
             )
         if continue_final_message and return_assistant_tokens_mask:
             raise ChatTemplateError("continue_final_message cannot be combined with return_assistant_tokens_mask")
+        from bridge.tokenizer import chat  # jinja2 is imported only when a template is rendered
+
         template = self.get_chat_template(chat_template, tools)
         if not isinstance(conversation, (list, tuple)) or len(conversation) == 0:
             raise ChatTemplateError("cannot apply a chat template to an empty conversation: give at least one message")

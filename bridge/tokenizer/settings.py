@@ -41,6 +41,10 @@ class TokenizerError(BridgeError, ValueError):
     """A tokenizer that cannot be loaded (missing or malformed files) or a call it cannot serve."""
 
 
+class ChatTemplateError(TokenizerError):
+    """A chat template that is missing, does not compile, or fails (`raise_exception`) on a conversation."""
+
+
 @dataclass(frozen=True)
 class Family:
     """A tokenizer family: what transformers' class of that name defaults to."""
