@@ -431,9 +431,9 @@ def _build_array(vm, pending: PendingArray, state: Any) -> None:
         raise CheckpointError(f"numpy array order flag {describe(fortran, 20)}")
     # A copy: numpy's unpickler gives owned, writable arrays too.
     array = _np_array(data, dtype, _np_shape(shape), bool(fortran))
-    # numpy's own setstate gives str arrays in native byte order; its _frombuffer does not.
-    pending.array = array.astype(dtype.newbyteorder("=")) if dtype.kind == "U" else array.copy(
-        order="K")
+    # numpy's own setstate gives arrays in native byte order (its _frombuffer does not).
+    pending.array = array.astype(dtype.newbyteorder("="), order="K") if not dtype.isnative \
+        else array.copy(order="K")
 
 
 def _np_frombuffer(vm, data, dtype, shape, order="C"):

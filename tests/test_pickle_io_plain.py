@@ -34,6 +34,7 @@ NUMPY_SAMPLES = {
     "test-np-string": {"little-endian": np.array(["abcde", "ghijkf"], dtype="<U6"),
                        "big-endian": np.array(["abcde", "ghijkf"], dtype=">U6")},
     "bytes-array": np.array([b"ab", b"c"], dtype="S3"),
+    "test-np-end": [np.arange(6.0).reshape(2, 3).astype(">f8"), np.arange(3, dtype="<i4")],
     "test-np-scalar": [np.uint32(4), np.int64(6), np.float16(3), np.float64(5), np.str_("abcα😀")],
     "dtypes": [np.dtype(">i4"), np.dtype("c16"), np.dtype("M8[ns]"), np.dtype("bool")],
     "datetimes": np.array(["2024-01-02", "1999-12-31"], dtype="M8[D]"),
