@@ -17,6 +17,7 @@ import numpy as np
 from pickle_io import dtypes
 from pickle_io.errors import PickleIOError
 from pickle_io.storage_plan import PlannedStorage, PlannedTensor
+from pickle_io.unpickler import MetaTensor
 
 # Dtypes torch pickles with _rebuild_tensor_v3 and an untyped storage (torch.storage._new_dtypes).
 V3_DTYPES = frozenset(dtypes.DTYPE_BY_TORCH_NAME) - frozenset(dtypes.STORAGE_CLASS_DTYPES.values())
@@ -118,6 +119,13 @@ class Pickler:
             self._save_bytes(obj)
         elif type(obj) in (tuple, list, dict, collections.OrderedDict, set, frozenset):
             self._save_container(obj)
+        elif type(obj) is MetaTensor:  # torch._utils._rebuild_meta_tensor_no_storage, as torch
+            self._global("torch._utils", "_rebuild_meta_tensor_no_storage")
+            self.out.append(b"(")
+            self._global("torch", dtypes.torch_name(obj.dtype))
+            self.save(tuple(obj.shape))
+            self.save(tuple(obj.stride))
+            self.out.append(b"\x89tR")  # requires_grad False
         else:
             raise PickleIOError(f"cannot save a {type(obj).__name__}: only dict, list, tuple, "
                                 "set, numpy arrays, str, bytes, int, float, complex, bool, None")

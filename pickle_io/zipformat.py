@@ -19,6 +19,7 @@ from typing import BinaryIO, Dict, List, Sequence, Tuple
 
 from isal.isal_zlib import crc32  # ISA-L's CRC-32: zlib's results, about 4x its speed
 from pickle_io.errors import CheckpointError
+from pickle_io.limits import LIMITS
 
 ALIGNMENT = 64
 # Sizes and offsets at or above this are written in ZIP64 extra fields. A module constant so
@@ -43,6 +44,7 @@ _FLAG_UTF8 = 0x800
 _STORED, _DEFLATED = 0, 8
 _MAX_COMMENT = 0xFFFF
 CACHED_PIECE = 2**20  # bytes written, then hashed while still in the CPU cache
+_SMALL_RECORD = 2**20  # records this small may inflate past the ratio limit (zero padding)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,17 @@ class ZipReader:
         self.entries: Dict[str, ZipEntry] = {}
         self.directory_start = 0
         self._read_directory()
+        self._entry_limits = self._disjoint_ranges()
+
+    def _disjoint_ranges(self) -> Dict[int, int]:
+        """header offset -> where the next entry (or the central directory) starts. Every
+        payload must end there: entries whose bytes overlap are refused (400 storage records
+        over one payload would make an owned load allocate 400 copies)."""
+        offsets = sorted(entry.header_offset for entry in self.entries.values())
+        for first, second in zip(offsets, offsets[1:]):
+            if first == second:
+                raise CheckpointError(f"{self.filename}: two zip entries share one local header")
+        return dict(zip(offsets, offsets[1:] + [self.directory_start]))
 
     def _pread(self, size: int, offset: int) -> bytes:
         if offset < 0 or size < 0 or offset + size > self.file_size:
@@ -181,8 +194,9 @@ class ZipReader:
             raise CheckpointError(f"{self.filename}: bad local header for {entry.name!r}")
         name_length, extra_length = fields[9], fields[10]
         offset = entry.header_offset + _LOCAL_HEADER.size + name_length + extra_length
-        if offset + entry.compressed_size > self.directory_start:
-            raise CheckpointError(f"{self.filename}: zip entry {entry.name!r} runs past its end")
+        if offset + entry.compressed_size > self._entry_limits[entry.header_offset]:
+            raise CheckpointError(f"{self.filename}: zip entry {entry.name!r} overlaps the next "
+                                  "entry or runs past its end")
         return offset
 
     def stored_offset(self, entry: ZipEntry) -> int:
@@ -196,8 +210,23 @@ class ZipReader:
         """An entry's uncompressed bytes (DEFLATED ones inflated, never beyond their stated size)."""
         if entry.method == _STORED:
             return self._pread(entry.size, self.stored_offset(entry))
+        self._check_inflated_size(entry)
         data = self._pread(entry.compressed_size, self.payload_offset(entry))
         return inflate(data, entry.size, f"{self.filename}: {entry.name}")
+
+
+    def _check_inflated_size(self, entry: ZipEntry) -> None:
+        """Bound what a DEFLATED record may inflate to, before inflating anything."""
+        what = f"{self.filename}: zip entry {entry.name!r}"
+        ratio = LIMITS.max_inflate_ratio
+        if entry.size > _SMALL_RECORD and entry.size > ratio * entry.compressed_size:
+            raise CheckpointError(
+                f"{what} would inflate {entry.compressed_size} bytes to {entry.size} (more than "
+                f"{ratio}x; pickle_io.LIMITS.max_inflate_ratio)")
+        if entry.name.endswith(".pkl") and entry.size > LIMITS.max_pickle_bytes:
+            raise CheckpointError(
+                f"{what}: a pickle of {entry.size} bytes inflated (more than "
+                f"{LIMITS.max_pickle_bytes}; pickle_io.LIMITS.max_pickle_bytes)")
 
 
 def inflate(data: bytes, size: int, what: str) -> bytes:

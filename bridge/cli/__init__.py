@@ -41,7 +41,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.run(args) or 0
     except (BridgeError, PickleIOError, FileNotFoundError) as error:
-        print(f"hgf {args.command}: error: {error}", file=sys.stderr)
+        from bridge.cli.checkpoints import printable  # names from files: escape control chars
+
+        print(printable(f"hgf {args.command}: error: {error}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
