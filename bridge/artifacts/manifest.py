@@ -11,7 +11,8 @@ an integrity trailer, a comment holding the entry count and the sha256 of everyt
 was truncated or changed behind our back: reading it raises ManifestDamagedError, so no write and
 no gc ever builds on a table that silently lost names. Each write keeps the table it replaces as
 `Artifacts.toml.previous`, the way back. A file without our header (written by hand or by Julia)
-is read as it is, but every entry is still checked before any of its values becomes a path.
+(no header, no trailer) is read as it is, but every entry is still checked before any of its
+values becomes a path.
 """
 
 from __future__ import annotations
@@ -111,15 +112,15 @@ class Manifest:
     # --- private --------------------------------------------------------------------------------
 
     def _check_integrity(self, data: bytes) -> Optional[int]:
-        """The entry count of our trailer; None for a file we did not write (no header)."""
-        if not data.startswith(HEADER):
-            if HEADER.startswith(data) and (data or self._store_has_content()):
-                raise self._damaged(f"it holds only the first {len(data)} bytes of its header")
-            return None
+        """The entry count of our trailer; None for a file we did not write (no header, no trailer)."""
         body_end = data.rfind(b"\n# hgf-bridge integrity: ") + 1
         trailer = TRAILER.fullmatch(data[body_end:]) if body_end else None
         if trailer is None:
-            raise self._damaged("its integrity trailer (the last line) is missing: the file was cut short")
+            if data.startswith(HEADER):
+                raise self._damaged("its integrity trailer (the last line) is missing: the file was cut short")
+            if HEADER.startswith(data) and (data or self._store_has_content()):
+                raise self._damaged(f"it holds only the first {len(data)} bytes of its header")
+            return None
         if hashlib.sha256(data[:body_end]).hexdigest() != trailer.group(2).decode():
             raise self._damaged("its content does not match the checksum in its last line")
         return int(trailer.group(1))

@@ -209,6 +209,7 @@ class ArtifactStore:
                 raise ArtifactMissingError(f"no artifact named {name!r} in {self.manifest.path}")
             del table[name]
 
+        self.check_layout()
         with self._writing(f"remove {name!r}"):
             self.manifest.update(unbind)
 

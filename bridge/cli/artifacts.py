@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bridge.artifacts import ArtifactStore
+from bridge.artifacts.names import canonical_name, printable
 from bridge.errors import SpecError
 
 
@@ -62,10 +63,13 @@ def run_get(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     store = ArtifactStore()
+    store.check_layout()
     table = store.manifest.read()
     for name, entry in sorted(table.items()):
         directory = store.artifacts_dir / entry["git-tree-sha1"]
-        print(f"{name}\t{entry['git-tree-sha1']}\t{entry.get('size', '?')}\t{directory}")
+        print(f"{printable(name)}\t{entry['git-tree-sha1']}\t{entry.get('size', '?')}\t{printable(str(directory))}")
+    if not table:
+        print(f"no artifacts in {printable(str(store.root))} (register one with `hgf get` or `hgf artifacts register`)")
     return 0
 
 
@@ -73,16 +77,16 @@ def run_verify(args: argparse.Namespace) -> int:
     store = ArtifactStore()
     problems = store.verify()
     for problem in problems:
-        print(f"{problem.name}: {problem.reason} ({problem.path})")
+        print(f"{printable(problem.name)}: {printable(problem.reason)} ({printable(str(problem.path))})")
     if not problems:
-        print(f"all {len(store.names())} artifacts intact in {store.root}")
+        print(f"all {len(store.names())} artifacts intact in {printable(str(store.root))}")
     return 1 if problems else 0
 
 
 def run_gc(args: argparse.Namespace) -> int:
     paths = ArtifactStore().gc(dry_run=args.dry_run)
     for path in paths:
-        print(f"{'would remove' if args.dry_run else 'removed'} {path}")
+        print(f"{'would remove' if args.dry_run else 'removed'} {printable(str(path))}")
     if not paths:
         print("nothing to remove")
     return 0
@@ -94,5 +98,10 @@ def run_register(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    ArtifactStore().remove(args.name)
+    store = ArtifactStore()
+    store.remove(args.name)
+    print(
+        f"removed {printable(canonical_name(args.name))} from {printable(str(store.manifest.path))}; "
+        "its bytes go at the next `hgf artifacts gc`"
+    )
     return 0
