@@ -35,6 +35,7 @@ COMMON_DEFAULTS: Dict[str, Any] = {
 }
 DEFAULT_NUM_LABELS = 2  # a config that names no labels has LABEL_0 and LABEL_1, as in transformers
 MAX_DIMENSION = 2**31 - 1  # torch sizes beyond this are not a model anyone can hold
+MAX_LABELS = 2**20  # extreme classification stays below a million labels
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,14 @@ class Rule:
                 return "must be a finite number"
             low = self.minimum
             if low is not None and (value <= low if self.above_minimum else value < low):
-                return f"must be {'greater than' if self.above_minimum else 'at least'} {low:g}"
+                return f"must be {'greater than' if self.above_minimum else 'at least'} {_number(low)}"
             if self.maximum is not None and value > self.maximum:
-                return f"must be at most {self.maximum:g}"
+                return f"must be at most {_number(self.maximum)}"
         return None
+
+
+def _number(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
 
 
 _KIND_WORDS = {"int": "an integer", "number": "a number", "bool": "true or false", "text": "a string", "token ids": "a token id"}
@@ -80,7 +85,8 @@ OPTIONAL_NAME = Rule("text", nullable=True)
 TOKEN_ID = Rule("token ids", minimum=0, maximum=MAX_DIMENSION, nullable=True)
 # Entries every family's models read, whatever the family.
 COMMON_RULES: Dict[str, Rule] = {
-    "num_labels": Rule("int", minimum=1, maximum=MAX_DIMENSION),
+    # The label maps are built when the config is read: more labels than this is not a config.
+    "num_labels": Rule("int", minimum=1, maximum=MAX_LABELS),
     "pad_token_id": TOKEN_ID,
     "bos_token_id": TOKEN_ID,
     "eos_token_id": TOKEN_ID,
@@ -403,13 +409,25 @@ def validate_config(config: PretrainedConfig, source: str = "config", checkpoint
             )
     if checkpoint_parameters is None or not config.size_terms:
         return
-    implied = {field: term(config) for field, term in config.size_terms.items()}
-    field = max(implied, key=implied.__getitem__)
-    if implied[field] > 2 * checkpoint_parameters + PARAMETER_SLACK:
+    implied = _implied_parameters(config)
+    if implied > 2 * checkpoint_parameters + PARAMETER_SLACK:
+        # The culprit: the entry whose setting to 1 would shrink the model the most.
+        field = max(config.size_terms, key=lambda name: implied - _implied_parameters(config, name))
         raise ConfigError(
-            f"{source}: {field} = {getattr(config, field)!r} implies at least {implied[field]:,} parameters, "
+            f"{source}: {field} = {getattr(config, field)!r} makes the model at least {implied:,} parameters, "
             f"but the checkpoint holds {checkpoint_parameters:,}: the config does not describe these weights"
         )
+
+
+def _implied_parameters(config: PretrainedConfig, set_to_one: Optional[str] = None) -> int:
+    """The sum of the family's size terms (a lower bound of its parameter count), with one entry
+    replaced by 1 if asked."""
+
+    class View:
+        def __getattr__(self, name: str) -> Any:
+            return 1 if name == set_to_one else getattr(config, name)
+
+    return sum(term(View()) for term in config.size_terms.values())
 
 
 def _check_labels(entries: Dict[str, Any], source: str) -> None:

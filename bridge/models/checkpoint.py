@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
@@ -77,11 +77,17 @@ def read_weights_file(path: Path) -> Dict[str, np.ndarray]:
     import pickle_io
 
     try:
-        return dict(pickle_io.load(path, mmap=True, writable=True))
+        loaded = pickle_io.load(path, mmap=True, writable=True)
     except pickle_io.UnsafePickleError as error:
         raise UnsafeWeightsError(_naming(path, error)) from error
     except pickle_io.PickleIOError as error:  # damaged or not a checkpoint
         raise CorruptWeightsError(_naming(path, error)) from error
+    if not isinstance(loaded, Mapping):
+        raise CorruptWeightsError(f"{path}: holds a {type(loaded).__name__}, not a state dict of tensors")
+    for name, value in loaded.items():
+        if not isinstance(name, str) or not isinstance(value, np.ndarray):
+            raise CorruptWeightsError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
+    return dict(loaded)
 
 
 def _naming(path: Path, error: Exception) -> str:

@@ -160,8 +160,10 @@ class PretrainedModel(nn.Module):
         validate_config(config, config_file, checkpoint_parameters=parameters)
         try:
             return cls.from_state_dict(config, state_dict, torch_dtype=torch_dtype, device=device, strict=strict)
-        except (CheckpointMismatchError, ConfigError) as error:  # name the model directory or repo
-            raise type(error)(f"{source}: {error}") from None
+        except ConfigError as error:  # an entry only the model's layers check (an activation name)
+            raise ConfigError(f"{config_file}: {error}") from None
+        except CheckpointMismatchError as error:  # name the model directory or repo
+            raise CheckpointMismatchError(f"{source}: {error}") from None
 
     @classmethod
     def from_state_dict(
