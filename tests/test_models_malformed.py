@@ -113,6 +113,14 @@ class RunsCode:
         return os.system, ("true",)
 
 
+def truncated_pickle(directory):
+    tensors = load_file(directory / "model.safetensors")
+    (directory / "model.safetensors").unlink()
+    torch.save({name: torch.from_numpy(array) for name, array in tensors.items()}, directory / "pytorch_model.bin")
+    data = (directory / "pytorch_model.bin").read_bytes()
+    (directory / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
+
+
 def first_tensor(tensors):
     return "embeddings.word_embeddings.weight" if "embeddings.word_embeddings.weight" in tensors else "wte.weight"
 
@@ -256,8 +264,9 @@ CASES.update({
                           CheckpointMismatchError, "wte.weight: checkpoint dtype int32"),
     "pickle garbage": ("bert", BertModel, weight_bytes(lambda data: b"\x80\x02garbage" * 10, "pytorch_model.bin"),
                        CorruptWeightsError, r"pytorch_model\.bin"),
-    "pickle truncated zip": ("bert", BertModel, weight_bytes(lambda data: data, "pytorch_model.bin.tmp"),
-                             WeightsNotFoundError, "no weights found"),
+    "weights under an unknown name": ("bert", BertModel, weight_bytes(lambda data: data, "pytorch_model.bin.tmp"),
+                                      WeightsNotFoundError, "no weights found"),
+    "pickle zip truncated": ("bert", BertModel, truncated_pickle, CorruptWeightsError, r"pytorch_model\.bin"),
     "pickle runs code": ("bert", BertModel, drop_safetensors_for_pickle({"x": RunsCode()}), UnsafeWeightsError,
                          r"pytorch_model\.bin.*system"),
     "pickle a plain list": ("bert", BertModel, drop_safetensors_for_pickle([1, 2, 3]), CorruptWeightsError,
