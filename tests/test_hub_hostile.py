@@ -136,3 +136,29 @@ def test_guard_is_inactive_outside_our_downloads(hub):
         huggingface_hub.hf_hub_url(REPO, "model.safetensors", endpoint=hub.endpoint), token=False
     )
     assert metadata.etag == "not-hex"
+
+
+def test_guard_survives_a_new_http_client(hub, victim, tmp_path):
+    """huggingface_hub replaces its client after some errors, and users may set their own factory:
+    the guard goes with every client made from then on."""
+    import httpx2
+    from huggingface_hub import close_session, set_client_factory
+
+    made = []
+
+    def users_factory():
+        made.append(1)
+        return httpx2.Client()
+
+    set_client_factory(users_factory)
+    try:
+        hub.set_hostile(REPO, "config.json", etag=f'"../../{git_sha1(CONFIG)}"')
+        close_session()
+        before = outside_state(tmp_path)
+        with pytest.raises(HostileServerError):
+            fetch_file(REPO, "config.json")
+        assert made and outside_state(tmp_path) == before
+    finally:
+        from huggingface_hub.utils._http import default_client_factory
+
+        set_client_factory(default_client_factory)
