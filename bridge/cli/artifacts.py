@@ -57,7 +57,7 @@ def run_get(args: argparse.Namespace) -> int:
     if spec.item is not None:
         raise SpecError(f"with FILEs, SPEC is '<repo_id>[@<revision>]' without an item, not {args.spec!r}")
     for filename in args.files:
-        print(fetch_file(spec.source, filename, revision=spec.revision))
+        print(printable(str(fetch_file(spec.source, filename, revision=spec.revision))))
     return 0
 
 
