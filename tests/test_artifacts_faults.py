@@ -432,4 +432,3 @@ def test_cli_says_what_happened_and_escapes_control_characters(store, tmp_path, 
     assert code == 0 and out == f"removed evil\\x1b[31m\\nname\\x07 from {store.manifest.path}; its bytes go at the next `hgf artifacts gc`\n"
     err = one_line_error(capsys, "artifacts", "remove", evil)
     assert "\\x1b" in err and "\x1b" not in err
-
