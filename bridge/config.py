@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Optional, Union
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Union
 
 from bridge.errors import ConfigError
 
@@ -33,6 +34,73 @@ COMMON_DEFAULTS: Dict[str, Any] = {
     "pad_token_id": None,
 }
 DEFAULT_NUM_LABELS = 2  # a config that names no labels has LABEL_0 and LABEL_1, as in transformers
+MAX_DIMENSION = 2**31 - 1  # torch sizes beyond this are not a model anyone can hold
+MAX_LABELS = 2**20  # extreme classification stays below a million labels
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one config entry may hold: its type, an optional range, whether null is allowed."""
+
+    kind: str  # "int", "number", "bool", "text", "token ids"
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    above_minimum: bool = False  # strictly greater than `minimum`
+    nullable: bool = False
+
+    def problem(self, value: Any) -> Optional[str]:
+        """Why `value` breaks the rule, or None."""
+        if value is None:
+            return None if self.nullable else "must be given (not null)"
+        if self.kind == "token ids" and isinstance(value, list):
+            return next(filter(None, (Rule("int", minimum=0).problem(item) for item in value)), None)
+        expected = {"int": (int,), "token ids": (int,), "number": (int, float), "bool": (bool,), "text": (str,)}
+        if not isinstance(value, expected[self.kind]) or (self.kind != "bool" and isinstance(value, bool)):
+            return f"must be {_KIND_WORDS[self.kind]}, not {type(value).__name__}"
+        if self.kind in ("int", "number", "token ids"):
+            if value != value or value in (float("inf"), float("-inf")):
+                return "must be a finite number"
+            low = self.minimum
+            if low is not None and (value <= low if self.above_minimum else value < low):
+                return f"must be {'greater than' if self.above_minimum else 'at least'} {_number(low)}"
+            if self.maximum is not None and value > self.maximum:
+                return f"must be at most {_number(self.maximum)}"
+        return None
+
+
+def _number(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
+
+
+_KIND_WORDS = {"int": "an integer", "number": "a number", "bool": "true or false", "text": "a string", "token ids": "a token id"}
+COUNT = Rule("int", minimum=1, maximum=MAX_DIMENSION)  # sizes, layers, heads
+OPTIONAL_COUNT = Rule("int", minimum=1, maximum=MAX_DIMENSION, nullable=True)
+PROBABILITY = Rule("number", minimum=0, maximum=1)
+OPTIONAL_PROBABILITY = Rule("number", minimum=0, maximum=1, nullable=True)
+EPSILON = Rule("number", minimum=0, above_minimum=True, maximum=1)
+SCALE = Rule("number", minimum=0)
+FLAG = Rule("bool")
+NAME = Rule("text")
+OPTIONAL_NAME = Rule("text", nullable=True)
+TOKEN_ID = Rule("token ids", minimum=0, maximum=MAX_DIMENSION, nullable=True)
+# Entries every family's models read, whatever the family.
+COMMON_RULES: Dict[str, Rule] = {
+    # The label maps are built when the config is read: more labels than this is not a config.
+    "num_labels": Rule("int", minimum=1, maximum=MAX_LABELS),
+    "pad_token_id": TOKEN_ID,
+    "bos_token_id": TOKEN_ID,
+    "eos_token_id": TOKEN_ID,
+    "tie_word_embeddings": FLAG,
+    "is_decoder": FLAG,
+    "add_cross_attention": FLAG,
+    "use_cache": FLAG,
+    "output_hidden_states": FLAG,
+    "output_attentions": FLAG,
+    "return_dict": FLAG,
+}
+# Above this many parameters beyond what the checkpoint holds, a config does not describe the
+# checkpoint (a head's newly initialised classifier stays far below it).
+PARAMETER_SLACK = 2**24
 
 
 def _numbered_labels(count: int) -> Dict[int, str]:
@@ -47,6 +115,12 @@ class PretrainedConfig:
     family_defaults: ClassVar[Dict[str, Any]] = {}
     # transformers' aliases: GPT-2 calls hidden_size `n_embd`, and both names work.
     attribute_map: ClassVar[Dict[str, str]] = {}
+    # What `validate_config` checks, per family: {entry: Rule} (entries as config.json names them),
+    # (divisor, multiple) pairs that must divide evenly, and {entry: parameters it implies} (lower
+    # bounds, as Python ints, so absurd sizes are measured without building anything).
+    field_rules: ClassVar[Dict[str, Rule]] = {}
+    divisible: ClassVar[Tuple[Tuple[str, str], ...]] = ()
+    size_terms: ClassVar[Dict[str, Callable[["PretrainedConfig"], int]]] = {}
 
     def __init__(self, **entries: Any) -> None:
         entries = {self.attribute_map.get(key, key): value for key, value in entries.items()}
@@ -169,6 +243,31 @@ class BertConfig(PretrainedConfig):
         "use_cache": True,
         "classifier_dropout": None,
     }
+    field_rules = {
+        "vocab_size": COUNT,
+        "hidden_size": COUNT,
+        "num_hidden_layers": COUNT,
+        "num_attention_heads": COUNT,
+        "intermediate_size": COUNT,
+        "hidden_act": NAME,
+        "hidden_dropout_prob": PROBABILITY,
+        "attention_probs_dropout_prob": PROBABILITY,
+        "classifier_dropout": OPTIONAL_PROBABILITY,
+        "max_position_embeddings": COUNT,
+        "type_vocab_size": COUNT,
+        "initializer_range": SCALE,
+        "layer_norm_eps": EPSILON,
+    }
+    divisible = (("num_attention_heads", "hidden_size"),)
+    size_terms = {
+        "vocab_size": lambda c: c.vocab_size * c.hidden_size,
+        "max_position_embeddings": lambda c: c.max_position_embeddings * c.hidden_size,
+        "type_vocab_size": lambda c: c.type_vocab_size * c.hidden_size,
+        "num_hidden_layers": lambda c: c.num_hidden_layers * 4 * c.hidden_size**2,
+        "intermediate_size": lambda c: c.num_hidden_layers * 2 * c.hidden_size * c.intermediate_size,
+        "hidden_size": lambda c: c.hidden_size**2,
+        "num_labels": lambda c: c.num_labels * c.hidden_size,
+    }
 
 
 class RobertaConfig(BertConfig):
@@ -215,20 +314,62 @@ class GPT2Config(PretrainedConfig):
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,
     }
+    field_rules = {
+        "vocab_size": COUNT,
+        "n_positions": COUNT,
+        "n_embd": COUNT,
+        "n_layer": COUNT,
+        "n_head": COUNT,
+        "n_inner": OPTIONAL_COUNT,
+        "activation_function": NAME,
+        "resid_pdrop": PROBABILITY,
+        "embd_pdrop": PROBABILITY,
+        "attn_pdrop": PROBABILITY,
+        "layer_norm_epsilon": EPSILON,
+        "initializer_range": SCALE,
+        "summary_type": NAME,
+        "summary_use_proj": FLAG,
+        "summary_activation": OPTIONAL_NAME,
+        "summary_proj_to_labels": FLAG,
+        "summary_first_dropout": PROBABILITY,
+        "scale_attn_weights": FLAG,
+        "scale_attn_by_inverse_layer_idx": FLAG,
+        "reorder_and_upcast_attn": FLAG,
+    }
+    divisible = (("n_head", "n_embd"),)
+    size_terms = {
+        "vocab_size": lambda c: c.vocab_size * c.n_embd,
+        "n_positions": lambda c: c.n_positions * c.n_embd,
+        "n_layer": lambda c: c.n_layer * 4 * c.n_embd**2,
+        "n_inner": lambda c: c.n_layer * 2 * c.n_embd * (c.n_inner or 4 * c.n_embd),
+        "n_embd": lambda c: c.n_embd**2,
+        "num_labels": lambda c: c.num_labels * c.n_embd,
+    }
 
 
 CONFIG_CLASSES: Dict[str, type] = {c.model_type: c for c in (BertConfig, GPT2Config, RobertaConfig)}
 
 
+MAX_CONFIG_BYTES = 16 * 2**20  # the largest real config.json files (label maps) are far smaller
+
+
 def read_config_json(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """The JSON object in a config file, or a ConfigError naming the file and the problem."""
     try:
-        with open(path, encoding="utf-8") as file:
-            entries = json.load(file)
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, not a config.json")
+    try:
+        entries = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config.json") from None
     if not isinstance(entries, dict):
         raise ConfigError(f"{path}: expected a JSON object, found {type(entries).__name__}")
     return entries
@@ -241,4 +382,67 @@ def load_config(path: Union[str, os.PathLike], model_type: Optional[str] = None)
         path = path / "config.json"
     entries = read_config_json(path)
     model_type = model_type or entries.get("model_type")
+    if not isinstance(model_type, (str, type(None))):
+        raise ConfigError(f"{path}: model_type = {model_type!r} must be a string")
+    _check_labels(entries, str(path))
     return CONFIG_CLASSES.get(model_type, PretrainedConfig).from_dict(entries)
+
+
+def validate_config(config: PretrainedConfig, source: str = "config", checkpoint_parameters: Optional[int] = None) -> None:
+    """ConfigError, naming `source` and the entry, unless every entry the family's models read has
+    a usable type and range, and the sizes divide as attention needs. With `checkpoint_parameters`
+    (how many numbers the checkpoint on disk holds), also refuse a config whose sizes imply far
+    more parameters than that: such a config does not describe the checkpoint, and building it
+    would exhaust memory. Called before anything is built; families add entries to their tables."""
+    for field, rule in {**COMMON_RULES, **config.field_rules}.items():
+        if field not in config and field != "num_labels":
+            continue  # the family does not read it
+        value = getattr(config, field)
+        problem = rule.problem(value)
+        if problem:
+            raise ConfigError(f"{source}: {field} = {value!r} {problem}")
+    for divisor, multiple in config.divisible:
+        if getattr(config, multiple) % getattr(config, divisor):
+            raise ConfigError(
+                f"{source}: {multiple} = {getattr(config, multiple)} is not a multiple of "
+                f"{divisor} = {getattr(config, divisor)}"
+            )
+    if checkpoint_parameters is None or not config.size_terms:
+        return
+    implied = _implied_parameters(config)
+    if implied > 2 * checkpoint_parameters + PARAMETER_SLACK:
+        # The culprit: the entry whose setting to 1 would shrink the model the most.
+        field = max(config.size_terms, key=lambda name: implied - _implied_parameters(config, name))
+        raise ConfigError(
+            f"{source}: {field} = {getattr(config, field)!r} makes the model at least {implied:,} parameters, "
+            f"but the checkpoint holds {checkpoint_parameters:,}: the config does not describe these weights"
+        )
+
+
+def _implied_parameters(config: PretrainedConfig, set_to_one: Optional[str] = None) -> int:
+    """The sum of the family's size terms (a lower bound of its parameter count), with one entry
+    replaced by 1 if asked."""
+
+    class View:
+        def __getattr__(self, name: str) -> Any:
+            return 1 if name == set_to_one else getattr(config, name)
+
+    return sum(term(View()) for term in config.size_terms.values())
+
+
+def _check_labels(entries: Dict[str, Any], source: str) -> None:
+    """The label entries `PretrainedConfig` turns into maps: checked before it does."""
+    num_labels = entries.get("num_labels")
+    if num_labels is not None:
+        problem = COMMON_RULES["num_labels"].problem(num_labels)
+        if problem:
+            raise ConfigError(f"{source}: num_labels = {num_labels!r} {problem}")
+    id2label = entries.get("id2label")
+    if id2label is None:
+        return
+    if not isinstance(id2label, dict) or not all(
+        isinstance(key, str) and key.isdigit() and key.isascii() for key in id2label
+    ):
+        raise ConfigError(f"{source}: id2label = {id2label!r:.80} must map label numbers ('0', '1', ...) to names")
+    if num_labels is not None and len(id2label) != num_labels:
+        raise ConfigError(f"{source}: num_labels = {num_labels} but id2label names {len(id2label)} labels")

@@ -16,6 +16,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 import pickle_io
+from bridge.cli.terminal import printable
 from bridge.errors import BridgeError
 from pickle_io.scan import SAFE, UNREADABLE, UNSAFE, scan, verdict
 from pickle_io.sharded import checkpoint_files, load_sharded, save_sharded
@@ -29,16 +30,6 @@ _SUFFIX_FORMATS = {_SAFETENSORS_SUFFIX: ("safetensors",), **{
 
 class ConvertError(BridgeError):
     """An output path or format that `hgf convert` cannot write."""
-
-
-def printable(text: str) -> str:
-    """`text` with every non-printable character (ESC, newline, bidi overrides, ...) escaped
-    as \\xNN / \\uNNNN, so a name from a file prints as one inert line."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
-                   for char in text)
 
 
 def register(subparsers: Any) -> None:
