@@ -11,11 +11,13 @@ offset needs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, List, Sequence, Tuple
+from typing import Any, BinaryIO, Dict, List, Sequence, Tuple
 
 from isal.isal_zlib import crc32  # ISA-L's CRC-32: zlib's results, about 4x its speed
 from pickle_io.errors import CheckpointError
@@ -42,7 +44,9 @@ _FLAG_ENCRYPTED = 0x1
 _FLAG_UTF8 = 0x800
 _STORED, _DEFLATED = 0, 8
 _MAX_COMMENT = 0xFFFF
-CACHED_PIECE = 2**20  # bytes written, then hashed while still in the CPU cache
+HASHED_ALONGSIDE = 2**20  # payloads this large are hashed by a second thread while written
+WRITE_BATCH = 2**22  # bytes gathered before a writev
+_IOV_MAX = 1024  # buffers per writev (Linux's UIO_MAXIOV)
 
 
 @dataclass(frozen=True)
@@ -235,22 +239,24 @@ def _zip64_extra(values: Sequence[int]) -> bytes:
     return struct.pack(f"<HH{len(values)}Q", _ZIP64_EXTRA_ID, 8 * len(values), *values)
 
 
+_PADDING_FIELDS = [struct.pack("<HH", _PADDING_EXTRA_ID, padding) + b"Z" * padding
+                   for padding in range(ALIGNMENT)]
+
+
 def place_records(records: Sequence[Tuple[str, memoryview]]) -> Tuple[List[PlacedRecord], int]:
     """Where each record's local header and payload go, and where the central directory starts."""
     placed = []
     offset = 0
+    pack_header = _LOCAL_HEADER.pack
     for name, payload in records:
         encoded = name.encode("utf-8")
         size = payload.nbytes
         zip64 = size >= ZIP64_LIMIT
         header_length, padding = _local_header_length(encoded, zip64, offset)
-        extra = (_zip64_extra([size, size]) if zip64 else b"") + struct.pack(
-            "<HH", _PADDING_EXTRA_ID, padding) + b"Z" * padding
+        extra = (_zip64_extra([size, size]) if zip64 else b"") + _PADDING_FIELDS[padding]
         stated = 0xFFFFFFFF if zip64 else size
-        header = _LOCAL_HEADER.pack(_LOCAL_SIGNATURE, 45 if zip64 else 20, _FLAG_UTF8, _STORED,
-                                    0, 0, 0, stated, stated, len(encoded), len(extra))
-        header += encoded + extra
-        assert len(header) == header_length
+        header = pack_header(_LOCAL_SIGNATURE, 45 if zip64 else 20, _FLAG_UTF8, _STORED,
+                             0, 0, 0, stated, stated, len(encoded), len(extra)) + encoded + extra
         placed.append(PlacedRecord(encoded, payload, offset, header, offset + header_length))
         offset += header_length + size
     return placed, offset
@@ -263,17 +269,24 @@ def _clamp(value: int, limit: int) -> int:
 
 def _central_directory(placed: Sequence[PlacedRecord], crcs: Sequence[int], start: int) -> bytes:
     parts = []
+    pack_header = _CENTRAL_HEADER.pack
     for record, crc in zip(placed, crcs):
         size = record.payload.nbytes
+        offset = record.header_offset
+        if size < ZIP64_LIMIT and offset < ZIP64_LIMIT:  # the usual case: no ZIP64 field
+            parts.append(pack_header(
+                _CENTRAL_SIGNATURE, 20, 0, 20, 0, _FLAG_UTF8, _STORED, 0, 0, crc, size, size,
+                len(record.name), 0, 0, 0, 0, 0, offset))
+            parts.append(record.name)
+            continue
         # ZIP64 extra order is fixed: size, compressed size, header offset (those that overflow).
         values = ([size, size] if size >= ZIP64_LIMIT else []) + (
-            [record.header_offset] if record.header_offset >= ZIP64_LIMIT else [])
-        extra = _zip64_extra(values) if values else b""
-        version = 45 if values else 20
-        parts.append(_CENTRAL_HEADER.pack(
-            _CENTRAL_SIGNATURE, version, 0, version, 0, _FLAG_UTF8, _STORED, 0, 0, crc,
+            [offset] if offset >= ZIP64_LIMIT else [])
+        extra = _zip64_extra(values)
+        parts.append(pack_header(
+            _CENTRAL_SIGNATURE, 45, 0, 45, 0, _FLAG_UTF8, _STORED, 0, 0, crc,
             _clamp(size, 0xFFFFFFFF), _clamp(size, 0xFFFFFFFF), len(record.name), len(extra),
-            0, 0, 0, 0, _clamp(record.header_offset, 0xFFFFFFFF)))
+            0, 0, 0, 0, _clamp(offset, 0xFFFFFFFF)))
         parts.append(record.name)
         parts.append(extra)
     directory = b"".join(parts)
@@ -289,6 +302,10 @@ def _central_directory(placed: Sequence[PlacedRecord], crcs: Sequence[int], star
     return directory + end
 
 
+def _with_crc(header: bytes, crc: int) -> bytes:
+    return header[:14] + crc.to_bytes(4, "little") + header[18:]
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
     while len(view):
@@ -297,34 +314,65 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         offset += written
 
 
+def writev_all(fd: int, buffers: List[Any]) -> None:
+    """os.writev until every byte of `buffers` (1-D byte buffers) is written, IOV_MAX at a time."""
+    while buffers:
+        batch = buffers[:_IOV_MAX]
+        written = os.writev(fd, batch)
+        done = 0
+        while done < len(batch) and written >= len(batch[done]):
+            written -= len(batch[done])
+            done += 1
+        buffers = buffers[done:]
+        if written:  # a partial write stopped inside this buffer
+            buffers[0] = memoryview(buffers[0])[written:]
+
+
 def write_zip(fd: int, records: Sequence[Tuple[str, memoryview]]) -> None:
     """Write a STORED, 64-byte-aligned ZIP of `records` (name, bytes) to the empty file `fd`.
 
-    Payloads go straight from the callers' buffers to the file, each piece hashed right after it
-    is written (while it is still in the CPU cache); the local headers are filled in once the
-    CRCs are known.
+    Everything is written front to back in few large `writev` calls, straight from the callers'
+    buffers. Small payloads are hashed before their header is written; payloads of
+    HASHED_ALONGSIDE bytes or more are hashed by a second thread while they are written (ISA-L
+    releases the GIL), and their headers' CRC fields are filled in afterwards.
     """
     placed, directory_start = place_records(records)
-    crcs = [_write_hashing(fd, record) for record in placed]
-    write_headers(fd, placed, crcs, directory_start)
-
-
-def _write_hashing(fd: int, record: PlacedRecord) -> int:
-    """Write one payload a piece at a time, hashing each piece just after writing it."""
-    crc = 0
-    for start in range(0, record.payload.nbytes, CACHED_PIECE):
-        piece = record.payload[start:start + CACHED_PIECE]
-        _pwrite_all(fd, piece, record.payload_offset + start)
-        crc = crc32(piece, crc)
-    return crc
+    large = [index for index, record in enumerate(placed)
+             if record.payload.nbytes >= HASHED_ALONGSIDE]
+    with ThreadPoolExecutor(1) if large else contextlib.nullcontext() as hasher:
+        crcs: List[Any] = [None] * len(placed)
+        for index in large:
+            crcs[index] = hasher.submit(crc32, placed[index].payload)
+        pending: List[Any] = []  # buffers not yet written
+        pending_bytes = 0
+        for index, record in enumerate(placed):
+            payload = record.payload
+            if payload.format != "B" or payload.ndim != 1:
+                payload = payload.cast("B")
+            if crcs[index] is None:
+                crcs[index] = crc32(payload)
+                pending.append(_with_crc(record.header, crcs[index]))
+            else:
+                pending.append(record.header)  # its CRC field is filled in below
+            pending.append(payload)
+            pending_bytes += len(record.header) + len(payload)
+            if pending_bytes >= WRITE_BATCH or len(pending) >= _IOV_MAX:
+                writev_all(fd, pending)
+                pending, pending_bytes = [], 0
+        writev_all(fd, pending)
+        for index in large:
+            crcs[index] = crcs[index].result()
+    for index in large:
+        os.pwrite(fd, crcs[index].to_bytes(4, "little"), placed[index].header_offset + 14)
+    _pwrite_all(fd, memoryview(_central_directory(placed, crcs, directory_start)),
+                directory_start)
 
 
 def write_headers(fd: int, placed: Sequence[PlacedRecord], crcs: Sequence[int],
                   directory_start: int) -> None:
-    """Write the local headers (with their CRCs) and the central directory around payloads."""
+    """Write the local headers (with their CRCs) and the central directory around payloads
+    already written in place (for a caller that writes the payloads itself)."""
     for record, crc in zip(placed, crcs):
-        header = bytearray(record.header)
-        struct.pack_into("<L", header, 14, crc)
-        _pwrite_all(fd, memoryview(header), record.header_offset)
+        _pwrite_all(fd, memoryview(_with_crc(record.header, crc)), record.header_offset)
     _pwrite_all(fd, memoryview(_central_directory(placed, crcs, directory_start)),
                 directory_start)
