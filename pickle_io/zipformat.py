@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Dict, List, Sequence, Tuple
 
 from isal.isal_zlib import crc32  # ISA-L's CRC-32: zlib's results, about 4x its speed
+from pickle_io.atomic_file import IOV_MAX, preallocate, writev_all
 from pickle_io.errors import CheckpointError
 
 ALIGNMENT = 64
@@ -46,7 +47,6 @@ _STORED, _DEFLATED = 0, 8
 _MAX_COMMENT = 0xFFFF
 HASHED_ALONGSIDE = 2**20  # payloads this large are hashed by a second thread while written
 WRITE_BATCH = 2**22  # bytes gathered before a writev
-_IOV_MAX = 1024  # buffers per writev (Linux's UIO_MAXIOV)
 
 
 @dataclass(frozen=True)
@@ -314,20 +314,6 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         offset += written
 
 
-def writev_all(fd: int, buffers: List[Any]) -> None:
-    """os.writev until every byte of `buffers` (1-D byte buffers) is written, IOV_MAX at a time."""
-    while buffers:
-        batch = buffers[:_IOV_MAX]
-        written = os.writev(fd, batch)
-        done = 0
-        while done < len(batch) and written >= len(batch[done]):
-            written -= len(batch[done])
-            done += 1
-        buffers = buffers[done:]
-        if written:  # a partial write stopped inside this buffer
-            buffers[0] = memoryview(buffers[0])[written:]
-
-
 def write_zip(fd: int, records: Sequence[Tuple[str, memoryview]]) -> None:
     """Write a STORED, 64-byte-aligned ZIP of `records` (name, bytes) to the empty file `fd`.
 
@@ -337,6 +323,7 @@ def write_zip(fd: int, records: Sequence[Tuple[str, memoryview]]) -> None:
     releases the GIL), and their headers' CRC fields are filled in afterwards.
     """
     placed, directory_start = place_records(records)
+    preallocate(fd, directory_start)
     large = [index for index, record in enumerate(placed)
              if record.payload.nbytes >= HASHED_ALONGSIDE]
     with ThreadPoolExecutor(1) if large else contextlib.nullcontext() as hasher:
@@ -356,7 +343,7 @@ def write_zip(fd: int, records: Sequence[Tuple[str, memoryview]]) -> None:
                 pending.append(record.header)  # its CRC field is filled in below
             pending.append(payload)
             pending_bytes += len(record.header) + len(payload)
-            if pending_bytes >= WRITE_BATCH or len(pending) >= _IOV_MAX:
+            if pending_bytes >= WRITE_BATCH or len(pending) >= IOV_MAX:
                 writev_all(fd, pending)
                 pending, pending_bytes = [], 0
         writev_all(fd, pending)
