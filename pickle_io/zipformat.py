@@ -45,7 +45,11 @@ _FLAG_ENCRYPTED = 0x1
 _FLAG_UTF8 = 0x800
 _STORED, _DEFLATED = 0, 8
 _MAX_COMMENT = 0xFFFF
-HASHED_ALONGSIDE = 2**20  # payloads this large are hashed by a second thread while written
+# Payloads of HASHED_ALONGSIDE bytes or more are hashed by a second thread while they are written,
+# when they add up to OVERLAP_FROM bytes or more (below that, waking a thread costs more than the
+# hashing it would hide, on a busy machine many times more).
+HASHED_ALONGSIDE = 2**20
+OVERLAP_FROM = 2**26
 WRITE_BATCH = 2**22  # bytes gathered before a writev
 
 
@@ -318,41 +322,51 @@ def write_zip(fd: int, records: Sequence[Tuple[str, memoryview]]) -> None:
     """Write a STORED, 64-byte-aligned ZIP of `records` (name, bytes) to the empty file `fd`.
 
     Everything is written front to back in few large `writev` calls, straight from the callers'
-    buffers. Small payloads are hashed before their header is written; payloads of
-    HASHED_ALONGSIDE bytes or more are hashed by a second thread while they are written (ISA-L
-    releases the GIL), and their headers' CRC fields are filled in afterwards.
+    buffers. Payloads are hashed just before their header is written, except large ones (see
+    HASHED_ALONGSIDE): a second thread hashes those while they are written (ISA-L releases the
+    GIL), and their headers' CRC fields are filled in afterwards.
     """
     placed, directory_start = place_records(records)
     preallocate(fd, directory_start)
-    large = [index for index, record in enumerate(placed)
-             if record.payload.nbytes >= HASHED_ALONGSIDE]
-    with ThreadPoolExecutor(1) if large else contextlib.nullcontext() as hasher:
-        crcs: List[Any] = [None] * len(placed)
-        for index in large:
-            crcs[index] = hasher.submit(crc32, placed[index].payload)
-        pending: List[Any] = []  # buffers not yet written
-        pending_bytes = 0
-        for index, record in enumerate(placed):
-            payload = record.payload
-            if payload.format != "B" or payload.ndim != 1:
-                payload = payload.cast("B")
-            if crcs[index] is None:
-                crcs[index] = crc32(payload)
-                pending.append(_with_crc(record.header, crcs[index]))
-            else:
-                pending.append(record.header)  # its CRC field is filled in below
-            pending.append(payload)
-            pending_bytes += len(record.header) + len(payload)
-            if pending_bytes >= WRITE_BATCH or len(pending) >= IOV_MAX:
-                writev_all(fd, pending)
-                pending, pending_bytes = [], 0
-        writev_all(fd, pending)
-        for index in large:
-            crcs[index] = crcs[index].result()
-    for index in large:
+    alongside = [index for index, record in enumerate(placed)
+                 if record.payload.nbytes >= HASHED_ALONGSIDE]
+    if sum(placed[index].payload.nbytes for index in alongside) < OVERLAP_FROM:
+        alongside = []
+    with ThreadPoolExecutor(1) if alongside else contextlib.nullcontext() as hasher:
+        if alongside:  # one task, so the thread is woken once
+            hashed = hasher.submit(lambda: [crc32(placed[index].payload) for index in alongside])
+        crcs = _write_records(fd, placed, set(alongside))
+        if alongside:
+            for index, crc in zip(alongside, hashed.result()):
+                crcs[index] = crc
+    for index in alongside:
         os.pwrite(fd, crcs[index].to_bytes(4, "little"), placed[index].header_offset + 14)
     _pwrite_all(fd, memoryview(_central_directory(placed, crcs, directory_start)),
                 directory_start)
+
+
+def _write_records(fd: int, placed: Sequence[PlacedRecord], hashed_elsewhere: set) -> List[Any]:
+    """Write every local header and payload in order; the CRCs computed here (None for records
+    in `hashed_elsewhere`, whose headers go out with a zero CRC)."""
+    crcs: List[Any] = [None] * len(placed)
+    pending: List[Any] = []  # buffers not yet written
+    pending_bytes = 0
+    for index, record in enumerate(placed):
+        payload = record.payload
+        if payload.format != "B" or payload.ndim != 1:
+            payload = payload.cast("B")
+        if index in hashed_elsewhere:
+            pending.append(record.header)
+        else:
+            crcs[index] = crc32(payload)
+            pending.append(_with_crc(record.header, crcs[index]))
+        pending.append(payload)
+        pending_bytes += len(record.header) + len(payload)
+        if pending_bytes >= WRITE_BATCH or len(pending) >= IOV_MAX:
+            writev_all(fd, pending)
+            pending, pending_bytes = [], 0
+    writev_all(fd, pending)
+    return crcs
 
 
 def write_headers(fd: int, placed: Sequence[PlacedRecord], crcs: Sequence[int],
