@@ -58,6 +58,15 @@ def element_strides(array: np.ndarray) -> Optional[Tuple[int, ...]]:
     return _element_strides(array.strides, array.itemsize)
 
 
+def _c_strides(shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """Row-major strides in elements, as torch gives a contiguous tensor of this shape."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
 def _groups(arrays: List[np.ndarray]) -> Dict[int, List[np.ndarray]]:
     """id(array) -> the arrays that must share its storage (one list object per group): those
     with the same owner, and, where memory numpy did not allocate is involved, any that overlap."""
@@ -65,7 +74,7 @@ def _groups(arrays: List[np.ndarray]) -> Dict[int, List[np.ndarray]]:
     foreign = False  # an owner over memory from elsewhere (a mapped file, bytes, a torch tensor)
     for array in arrays:
         owner = _owner(array)
-        foreign = foreign or owner.base is not None
+        foreign = foreign or owner.base is not None or not owner.flags.owndata
         by_owner.setdefault(id(owner), []).append(array)
     if foreign:
         return _overlap_groups(arrays, by_owner)
@@ -192,9 +201,8 @@ class StoragePlan:
             native = native.copy(order="C")
         self._keep_alive.append(native)
         storage = self._new_storage(native.dtype, native.reshape(-1).view(np.uint8))
-        itemsize = native.itemsize
-        self.tensors[id(array)] = PlannedTensor(
-            storage, 0, array.shape, tuple(s // itemsize for s in native.strides))
+        strides = element_strides(native) or _c_strides(native.shape)  # (an empty array's may be odd)
+        self.tensors[id(array)] = PlannedTensor(storage, 0, array.shape, strides)
 
     def _add_group(self, members: List[np.ndarray], spans: List[Tuple[int, int]]) -> None:
         dtype = members[0].dtype
