@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import os
 import secrets
 import sys
@@ -49,19 +49,18 @@ def writev_all(fd: int, buffers: Sequence[Any]) -> None:
             start += 1
 
 
+@functools.lru_cache(maxsize=None)  # looked up on first use, so importing costs nothing
 def _libc_fallocate() -> Optional[Callable[..., int]]:
+    """libc's fallocate(2) wrapper (Linux only), found among the symbols Python already loaded."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).fallocate
+        function = ctypes.CDLL(None, use_errno=True).fallocate
     except (OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     function.restype = ctypes.c_int
     return function
-
-
-_FALLOCATE = _libc_fallocate()
 
 
 def preallocate(fd: int, size: int) -> bool:
@@ -71,6 +70,7 @@ def preallocate(fd: int, size: int) -> bool:
     Writing into reserved blocks skips the per-page delayed-allocation work: on ext4 a large
     file is written in about two thirds of the time. glibc's posix_fallocate is not used
     because where the file system lacks fallocate it emulates it by writing every block."""
-    if _FALLOCATE is None or size <= 0:
+    fallocate = _libc_fallocate()
+    if fallocate is None or size <= 0:
         return False
-    return _FALLOCATE(fd, 0, 0, size) == 0
+    return fallocate(fd, 0, 0, size) == 0

@@ -175,9 +175,9 @@ def test_preallocation_reserves_and_is_optional(tmp_path, monkeypatch):
         assert (tmp_path / "reserved").stat().st_size == 1 << 20
     state = {"w": np.arange(100_000, dtype=np.float32)}
     pickle_io.save(state, tmp_path / "with.bin")
-    monkeypatch.setattr(atomic_file, "_FALLOCATE", None)  # elsewhere: no preallocation
+    monkeypatch.setattr(atomic_file, "_libc_fallocate", lambda: None)  # elsewhere: none
     pickle_io.save(state, tmp_path / "without.bin")
-    monkeypatch.setattr(atomic_file, "_FALLOCATE", lambda *arguments: -1)  # EOPNOTSUPP
+    monkeypatch.setattr(atomic_file, "_libc_fallocate", lambda: lambda *arguments: -1)  # EOPNOTSUPP
     pickle_io.save(state, tmp_path / "refused.bin")
     assert ((tmp_path / "with.bin").read_bytes() == (tmp_path / "without.bin").read_bytes()
             == (tmp_path / "refused.bin").read_bytes())
