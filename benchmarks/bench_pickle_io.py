@@ -86,7 +86,8 @@ def torch_state_of(state) -> "collections.OrderedDict":
     """The same arrays as torch tensors (shared memory), ties kept as one tensor object."""
     tensors = {}
     return collections.OrderedDict(
-        (name, tensors.setdefault(id(array), torch.from_numpy(array))) for name, array in state.items())
+        (name, tensors.setdefault(id(array), torch.from_numpy(array)))
+        for name, array in state.items())
 
 
 def unique_arrays(state) -> list:
@@ -241,7 +242,8 @@ def many_tensor_state(count: int) -> "collections.OrderedDict":
     """`count` float32 tensors of 8 elements: an optimizer state's or adapter's shape of file."""
     rng = np.random.default_rng(0)
     return collections.OrderedDict(
-        (f"layers.{index}.weight", rng.standard_normal(8, dtype=np.float32)) for index in range(count))
+        (f"layers.{index}.weight", rng.standard_normal(8, dtype=np.float32))
+        for index in range(count))
 
 
 def many_tensor_rows(quick: bool, directory: Path) -> list:
@@ -297,7 +299,8 @@ def scaling_rows(quick: bool, directory: Path) -> list:
         fresh_outputs(ours_out, peer_out, floor_out)()
         torch.save(torch_state, peer_out)
         times = rounds({"ours": lambda: touch_numpy(pickle_io.load(peer_out, mmap=True)),
-                        "peer": lambda: touch_torch(torch.load(peer_out, weights_only=True, mmap=True)),
+                        "peer": lambda: touch_torch(
+                            torch.load(peer_out, weights_only=True, mmap=True)),
                         "floor": lambda: memmap_touched(peer_out)}, repeat=repeat)
         rows.append(pair_row(f"scaling: load(mmap=True), {label}, pages touched", times, "peer",
                              "torch.load(weights_only=True, mmap=True)", None,

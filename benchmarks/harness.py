@@ -82,7 +82,8 @@ class Pairs:
 
 
 def rounds(calls: Dict[str, Callable[[], object]], repeat: int = 5,
-           before: Optional[Callable[[], object]] = None, warmup: bool = True) -> Dict[str, List[float]]:
+           before: Optional[Callable[[], object]] = None,
+           warmup: bool = True) -> Dict[str, List[float]]:
     """`repeat` rounds of timed calls, each round calling every one of `calls` once (the order
     rotating from round to round, so none always runs first), after one untimed call of each
     (unless warmup is False); `before`, when given, runs untimed ahead of every timed call.

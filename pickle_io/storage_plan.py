@@ -201,7 +201,8 @@ class StoragePlan:
             native = native.copy(order="C")
         self._keep_alive.append(native)
         storage = self._new_storage(native.dtype, native.reshape(-1).view(np.uint8))
-        strides = element_strides(native) or _c_strides(native.shape)  # (an empty array's may be odd)
+        # An empty array's strides may be anything (even negative): give it row-major ones.
+        strides = element_strides(native) or _c_strides(native.shape)
         self.tensors[id(array)] = PlannedTensor(storage, 0, array.shape, strides)
 
     def _add_group(self, members: List[np.ndarray], spans: List[Tuple[int, int]]) -> None:

@@ -33,6 +33,10 @@ def many_tensors(count: int) -> "collections.OrderedDict":
 
 
 @pytest.mark.parametrize("form", ["zip", "legacy"])
+def same_storage(first: torch.Tensor, second: torch.Tensor) -> bool:
+    return first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()
+
+
 def test_many_tensors_load_in_torch_bit_exact(tmp_path, form):
     state = many_tensors(2500)  # 5000 buffers in the legacy writev, 2500 storages, memo > 256
     state["tied"] = state["layers.7.weight"]
@@ -42,7 +46,8 @@ def test_many_tensors_load_in_torch_bit_exact(tmp_path, form):
         loaded = torch.load(path, weights_only=True, mmap=mmap)
         assert list(loaded) == list(state)
         for name, array in state.items():
-            assert loaded[name].shape == array.shape and torch_bytes(loaded[name]) == array.tobytes()
+            assert loaded[name].shape == array.shape
+            assert torch_bytes(loaded[name]) == array.tobytes()
         assert loaded["tied"] is loaded["layers.7.weight"]
     if form == "zip":
         with zipfile.ZipFile(path) as archive:
@@ -67,8 +72,8 @@ def numpy_view(base: np.ndarray, kind: int) -> np.ndarray:
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(dtype=st.sampled_from(TORCH_DTYPES), shape=st.lists(st.integers(0, 4), max_size=3).map(tuple),
-       data=st.binary(min_size=1, max_size=64), kind=st.integers(0, 5))
+@given(dtype=st.sampled_from(TORCH_DTYPES),
+       shape=st.lists(st.integers(0, 4), max_size=3).map(tuple), data=st.binary(min_size=1, max_size=64), kind=st.integers(0, 5))
 def test_views_of_arrays_numpy_owns_share_their_storage(tmp_path_factory, dtype, shape, data, kind):
     """An owned base array and a view of it (sliced, strided, transposed, broadcast): one
     storage in the file, with torch's offsets and strides."""
@@ -86,7 +91,7 @@ def test_views_of_arrays_numpy_owns_share_their_storage(tmp_path_factory, dtype,
     if view_array.size > 1:
         assert loaded["view"].stride() == view.stride()
     if view_array.size and base_array.size:
-        assert loaded["view"].untyped_storage().data_ptr() == loaded["base"].untyped_storage().data_ptr()
+        assert same_storage(loaded["view"], loaded["base"])
         assert loaded["view"].storage_offset() == view.storage_offset()
 
 
@@ -98,7 +103,7 @@ def test_disjoint_owned_arrays_get_storages_of_their_own(tmp_path):
             "archive/data/0", "archive/data/1"]
     loaded = torch.load(tmp_path / "m.bin", weights_only=True)
     assert loaded["a_again"].storage_offset() == 2
-    assert loaded["a_again"].untyped_storage().data_ptr() == loaded["a"].untyped_storage().data_ptr()
+    assert same_storage(loaded["a_again"], loaded["a"])
 
 
 def test_arrays_over_one_foreign_buffer_share_a_storage(tmp_path):
@@ -108,7 +113,7 @@ def test_arrays_over_one_foreign_buffer_share_a_storage(tmp_path):
     tail = np.frombuffer(memory, np.int32, offset=8)
     pickle_io.save({"whole": whole, "tail": tail}, tmp_path / "m.bin")
     loaded = torch.load(tmp_path / "m.bin", weights_only=True)
-    assert loaded["tail"].untyped_storage().data_ptr() == loaded["whole"].untyped_storage().data_ptr()
+    assert same_storage(loaded["tail"], loaded["whole"])
     assert loaded["tail"].storage_offset() == 2 and loaded["tail"].tolist() == list(range(2, 10))
 
 
@@ -181,7 +186,8 @@ def test_preallocation_reserves_and_is_optional(tmp_path, monkeypatch):
     pickle_io.save(state, tmp_path / "refused.bin")
     assert ((tmp_path / "with.bin").read_bytes() == (tmp_path / "without.bin").read_bytes()
             == (tmp_path / "refused.bin").read_bytes())
-    assert torch_bytes(torch.load(tmp_path / "with.bin", weights_only=True)["w"]) == state["w"].tobytes()
+    loaded = torch.load(tmp_path / "with.bin", weights_only=True)
+    assert torch_bytes(loaded["w"]) == state["w"].tobytes()
 
 
 @pytest.mark.parametrize("enabled", [True, False])
