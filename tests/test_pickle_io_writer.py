@@ -32,11 +32,11 @@ def many_tensors(count: int) -> "collections.OrderedDict":
     return state
 
 
-@pytest.mark.parametrize("form", ["zip", "legacy"])
 def same_storage(first: torch.Tensor, second: torch.Tensor) -> bool:
     return first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()
 
 
+@pytest.mark.parametrize("form", ["zip", "legacy"])
 def test_many_tensors_load_in_torch_bit_exact(tmp_path, form):
     state = many_tensors(2500)  # 5000 buffers in the legacy writev, 2500 storages, memo > 256
     state["tied"] = state["layers.7.weight"]
