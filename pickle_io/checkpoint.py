@@ -27,7 +27,7 @@ from pickle_io.errors import CheckpointError, PickleIOError, describe
 from pickle_io.legacy import LegacyCheckpoint, starts_like_legacy, write_legacy_checkpoint
 from pickle_io.limits import LIMITS
 from pickle_io.objects import CONTAINER_TYPES, children
-from pickle_io.pickler import iter_arrays
+from pickle_io.pickler import iter_arrays, paused_gc
 from pickle_io.plain_pickle import PlainPickle, looks_like_pickle
 from pickle_io.storage_plan import StoragePlan
 from pickle_io.tensors import ArraySource, TensorInfo, finish, materialize, storage_dtype
@@ -177,6 +177,7 @@ def open(path: PathLike) -> Checkpoint:  # noqa: A001  (the public name the API 
 FORMATS = ("zip", "legacy")
 
 
+@paused_gc()
 def save(obj: Any, path: PathLike, *, format: str = "zip") -> None:  # noqa: A002
     """Save a nested dict/list/tuple of numpy arrays, str, int, float, bool, None as a torch
     checkpoint that `torch.load(weights_only=True)` reads back bit-exact ("zip" or "legacy").

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from pickle_io.atomic_file import write_all
+from pickle_io.atomic_file import preallocate, writev_all
 from pickle_io.errors import CheckpointError, PickleIOError
 from pickle_io.pickler import V3_DTYPES, GlobalRef, Pickler, storage_class
 from pickle_io.storage_plan import PlannedStorage, StoragePlan
@@ -146,8 +146,8 @@ def write_legacy_checkpoint(obj: Any, plan: StoragePlan, fd: int) -> None:
         Pickler(plan.tensors, _legacy_persistent_id).dump(obj),
         Pickler({}, _legacy_persistent_id).dump(keys),
     ])
-    write_all(fd, memoryview(head))
+    buffers = [head]
     for key in keys:
-        storage = by_key[key]
-        write_all(fd, memoryview(storage.numel.to_bytes(8, "little", signed=True)))
-        write_all(fd, storage.data)
+        buffers += [by_key[key].numel.to_bytes(8, "little", signed=True), by_key[key].data]
+    preallocate(fd, sum(len(buffer) for buffer in buffers))
+    writev_all(fd, buffers)
