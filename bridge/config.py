@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Optional, Union
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Union
 
 from bridge.errors import ConfigError
 
@@ -34,6 +35,73 @@ COMMON_DEFAULTS: Dict[str, Any] = {
     "pad_token_id": None,
 }
 DEFAULT_NUM_LABELS = 2  # a config that names no labels has LABEL_0 and LABEL_1, as in transformers
+MAX_DIMENSION = 2**31 - 1  # torch sizes beyond this are not a model anyone can hold
+MAX_LABELS = 2**20  # extreme classification stays below a million labels
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one config entry may hold: its type, an optional range, whether null is allowed."""
+
+    kind: str  # "int", "number", "bool", "text", "token ids"
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    above_minimum: bool = False  # strictly greater than `minimum`
+    nullable: bool = False
+
+    def problem(self, value: Any) -> Optional[str]:
+        """Why `value` breaks the rule, or None."""
+        if value is None:
+            return None if self.nullable else "must be given (not null)"
+        if self.kind == "token ids" and isinstance(value, list):
+            return next(filter(None, (Rule("int", minimum=0).problem(item) for item in value)), None)
+        expected = {"int": (int,), "token ids": (int,), "number": (int, float), "bool": (bool,), "text": (str,)}
+        if not isinstance(value, expected[self.kind]) or (self.kind != "bool" and isinstance(value, bool)):
+            return f"must be {_KIND_WORDS[self.kind]}, not {type(value).__name__}"
+        if self.kind in ("int", "number", "token ids"):
+            if value != value or value in (float("inf"), float("-inf")):
+                return "must be a finite number"
+            low = self.minimum
+            if low is not None and (value <= low if self.above_minimum else value < low):
+                return f"must be {'greater than' if self.above_minimum else 'at least'} {_number(low)}"
+            if self.maximum is not None and value > self.maximum:
+                return f"must be at most {_number(self.maximum)}"
+        return None
+
+
+def _number(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
+
+
+_KIND_WORDS = {"int": "an integer", "number": "a number", "bool": "true or false", "text": "a string", "token ids": "a token id"}
+COUNT = Rule("int", minimum=1, maximum=MAX_DIMENSION)  # sizes, layers, heads
+OPTIONAL_COUNT = Rule("int", minimum=1, maximum=MAX_DIMENSION, nullable=True)
+PROBABILITY = Rule("number", minimum=0, maximum=1)
+OPTIONAL_PROBABILITY = Rule("number", minimum=0, maximum=1, nullable=True)
+EPSILON = Rule("number", minimum=0, above_minimum=True, maximum=1)
+SCALE = Rule("number", minimum=0)
+FLAG = Rule("bool")
+NAME = Rule("text")
+OPTIONAL_NAME = Rule("text", nullable=True)
+TOKEN_ID = Rule("token ids", minimum=0, maximum=MAX_DIMENSION, nullable=True)
+# Entries every family's models read, whatever the family.
+COMMON_RULES: Dict[str, Rule] = {
+    # The label maps are built when the config is read: more labels than this is not a config.
+    "num_labels": Rule("int", minimum=1, maximum=MAX_LABELS),
+    "pad_token_id": TOKEN_ID,
+    "bos_token_id": TOKEN_ID,
+    "eos_token_id": TOKEN_ID,
+    "tie_word_embeddings": FLAG,
+    "is_decoder": FLAG,
+    "add_cross_attention": FLAG,
+    "use_cache": FLAG,
+    "output_hidden_states": FLAG,
+    "output_attentions": FLAG,
+    "return_dict": FLAG,
+}
+# Above this many parameters beyond what the checkpoint holds, a config does not describe the
+# checkpoint (a head's newly initialised classifier stays far below it).
+PARAMETER_SLACK = 2**24
 
 
 def _numbered_labels(count: int) -> Dict[int, str]:
@@ -48,6 +116,12 @@ class PretrainedConfig:
     family_defaults: ClassVar[Dict[str, Any]] = {}
     # transformers' aliases: GPT-2 calls hidden_size `n_embd`, and both names work.
     attribute_map: ClassVar[Dict[str, str]] = {}
+    # What `validate_config` checks, per family: {entry: Rule} (entries as config.json names them),
+    # (divisor, multiple) pairs that must divide evenly, and {entry: parameters it implies} (lower
+    # bounds, as Python ints, so absurd sizes are measured without building anything).
+    field_rules: ClassVar[Dict[str, Rule]] = {}
+    divisible: ClassVar[Tuple[Tuple[str, str], ...]] = ()
+    size_terms: ClassVar[Dict[str, Callable[["PretrainedConfig"], int]]] = {}
 
     def __init__(self, **entries: Any) -> None:
         entries = {self.attribute_map.get(key, key): value for key, value in entries.items()}
@@ -174,6 +248,31 @@ class BertConfig(PretrainedConfig):
         "use_cache": True,
         "classifier_dropout": None,
     }
+    field_rules = {
+        "vocab_size": COUNT,
+        "hidden_size": COUNT,
+        "num_hidden_layers": COUNT,
+        "num_attention_heads": COUNT,
+        "intermediate_size": COUNT,
+        "hidden_act": NAME,
+        "hidden_dropout_prob": PROBABILITY,
+        "attention_probs_dropout_prob": PROBABILITY,
+        "classifier_dropout": OPTIONAL_PROBABILITY,
+        "max_position_embeddings": COUNT,
+        "type_vocab_size": COUNT,
+        "initializer_range": SCALE,
+        "layer_norm_eps": EPSILON,
+    }
+    divisible = (("num_attention_heads", "hidden_size"),)
+    size_terms = {
+        "vocab_size": lambda c: c.vocab_size * c.hidden_size,
+        "max_position_embeddings": lambda c: c.max_position_embeddings * c.hidden_size,
+        "type_vocab_size": lambda c: c.type_vocab_size * c.hidden_size,
+        "num_hidden_layers": lambda c: c.num_hidden_layers * 4 * c.hidden_size**2,
+        "intermediate_size": lambda c: c.num_hidden_layers * 2 * c.hidden_size * c.intermediate_size,
+        "hidden_size": lambda c: c.hidden_size**2,
+        "num_labels": lambda c: c.num_labels * c.hidden_size,
+    }
 
 
 class RobertaConfig(BertConfig):
@@ -220,6 +319,37 @@ class GPT2Config(PretrainedConfig):
         "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False,
     }
+    field_rules = {
+        "vocab_size": COUNT,
+        "n_positions": COUNT,
+        "n_embd": COUNT,
+        "n_layer": COUNT,
+        "n_head": COUNT,
+        "n_inner": OPTIONAL_COUNT,
+        "activation_function": NAME,
+        "resid_pdrop": PROBABILITY,
+        "embd_pdrop": PROBABILITY,
+        "attn_pdrop": PROBABILITY,
+        "layer_norm_epsilon": EPSILON,
+        "initializer_range": SCALE,
+        "summary_type": NAME,
+        "summary_use_proj": FLAG,
+        "summary_activation": OPTIONAL_NAME,
+        "summary_proj_to_labels": FLAG,
+        "summary_first_dropout": PROBABILITY,
+        "scale_attn_weights": FLAG,
+        "scale_attn_by_inverse_layer_idx": FLAG,
+        "reorder_and_upcast_attn": FLAG,
+    }
+    divisible = (("n_head", "n_embd"),)
+    size_terms = {
+        "vocab_size": lambda c: c.vocab_size * c.n_embd,
+        "n_positions": lambda c: c.n_positions * c.n_embd,
+        "n_layer": lambda c: c.n_layer * 4 * c.n_embd**2,
+        "n_inner": lambda c: c.n_layer * 2 * c.n_embd * (c.n_inner or 4 * c.n_embd),
+        "n_embd": lambda c: c.n_embd**2,
+        "num_labels": lambda c: c.num_labels * c.n_embd,
+    }
 
 
 CONFIG_CLASSES: Dict[str, type] = {c.model_type: c for c in (BertConfig, GPT2Config, RobertaConfig)}
@@ -228,10 +358,29 @@ CONFIG_CLASSES: Dict[str, type] = {c.model_type: c for c in (BertConfig, GPT2Con
 # ---- Llama-family decoders (Llama, Mistral, Qwen2), as transformers 5.24 defines their configs.
 # RoPE settings live in one dict, `rope_parameters` ({"rope_type", "rope_theta", "factor", ...}); the
 # older spellings in config.json (`rope_theta`, `rope_scaling` with "type" or "rope_type") are
-# folded into it on load, as transformers does, and are not written back.
+# folded into it on load, as transformers does, and are not written back. Derived entries are
+# filled only from entries of the right type: anything else is left for `validate_config` to name.
 
 DEFAULT_ROPE_THETA = 10_000.0
 ROPE_TYPES_WITH_ORIGINAL_LENGTH = ("llama3", "yarn", "longrope")
+MAX_LAYERS = 2**16  # the deepest released decoders have ~100 layers; per-layer lists stay small
+# rope_parameters entries the models read: {name: Rule}.
+ROPE_RULES: Dict[str, Rule] = {
+    "rope_type": NAME,
+    "rope_theta": Rule("number", minimum=0, above_minimum=True),
+    "factor": Rule("number", minimum=0, above_minimum=True, nullable=True),
+    "original_max_position_embeddings": Rule("int", minimum=1, maximum=MAX_DIMENSION),
+    "low_freq_factor": Rule("number", minimum=0, above_minimum=True),
+    "high_freq_factor": Rule("number", minimum=0, above_minimum=True),
+    "attention_factor": Rule("number", minimum=0, nullable=True),
+    "beta_fast": Rule("number", minimum=0, above_minimum=True, nullable=True),
+    "beta_slow": Rule("number", minimum=0, above_minimum=True, nullable=True),
+    "partial_rotary_factor": Rule("number", minimum=0, above_minimum=True, maximum=1),
+}
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 class LlamaConfig(PretrainedConfig):
@@ -259,28 +408,67 @@ class LlamaConfig(PretrainedConfig):
         "mlp_bias": False,
         "head_dim": None,
     }
+    field_rules = {
+        "vocab_size": COUNT,
+        "hidden_size": COUNT,
+        "intermediate_size": COUNT,
+        "num_hidden_layers": Rule("int", minimum=1, maximum=MAX_LAYERS),
+        "num_attention_heads": COUNT,
+        "num_key_value_heads": COUNT,
+        "head_dim": COUNT,
+        "hidden_act": NAME,
+        "max_position_embeddings": COUNT,
+        "initializer_range": SCALE,
+        "rms_norm_eps": EPSILON,
+        "attention_dropout": PROBABILITY,
+        "attention_bias": FLAG,
+        "mlp_bias": FLAG,
+        "sliding_window": OPTIONAL_COUNT,
+        "use_sliding_window": FLAG,
+        "max_window_layers": Rule("int", minimum=0, maximum=MAX_LAYERS),
+    }
+    divisible = (("num_attention_heads", "hidden_size"), ("num_key_value_heads", "num_attention_heads"))
+    size_terms = {
+        "vocab_size": lambda c: c.vocab_size * c.hidden_size,
+        "num_hidden_layers": lambda c: c.num_hidden_layers * 2 * c.hidden_size * c.num_attention_heads * _head_dim(c),
+        "num_key_value_heads": lambda c: c.num_hidden_layers * 2 * c.hidden_size * c.num_key_value_heads * _head_dim(c),
+        "intermediate_size": lambda c: c.num_hidden_layers * 3 * c.hidden_size * c.intermediate_size,
+        "hidden_size": lambda c: c.hidden_size,
+        "num_labels": lambda c: c.num_labels * c.hidden_size,
+    }
 
     def derive_entries(self) -> None:
         values = self._values
-        if "head_dim" in values and values["head_dim"] is None:
-            values["head_dim"] = values["hidden_size"] // values["num_attention_heads"]
+        hidden, heads = values.get("hidden_size"), values.get("num_attention_heads")
+        if "head_dim" in values and values["head_dim"] is None and _is_count(hidden) and _is_count(heads):
+            values["head_dim"] = hidden // heads
         if values.get("num_key_value_heads") is None:
-            values["num_key_value_heads"] = values["num_attention_heads"]
+            values["num_key_value_heads"] = heads
         values["rope_parameters"] = _rope_parameters(values)
         self._given[:] = [key for key in self._given if key in values]
 
 
+def _head_dim(config: Any) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 def _rope_parameters(values: Dict[str, Any]) -> Dict[str, Any]:
-    """transformers' `convert_rope_params_to_dict` + `standardize_rope_params` for one global dict."""
+    """transformers' `convert_rope_params_to_dict` + `standardize_rope_params` for one global dict;
+    ConfigError naming the entry when one is not of the kind the models read."""
     legacy_scaling = values.pop("rope_scaling", None)
     theta = values.pop("rope_theta", DEFAULT_ROPE_THETA)
-    parameters = dict(legacy_scaling or values.get("rope_parameters") or {})
-    if not isinstance(parameters, dict):
-        raise ConfigError(f"rope_parameters must be a JSON object, got {parameters!r}")
+    given = legacy_scaling or values.get("rope_parameters") or {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"rope_parameters = {given!r:.80} must be a JSON object")
+    parameters = dict(given)
     parameters.setdefault("rope_theta", theta)
     parameters.setdefault("rope_type", parameters.get("type", "default"))
-    if parameters["rope_type"] in ROPE_TYPES_WITH_ORIGINAL_LENGTH:
+    if parameters["rope_type"] in ROPE_TYPES_WITH_ORIGINAL_LENGTH and _is_count(values.get("max_position_embeddings")):
         parameters.setdefault("original_max_position_embeddings", values["max_position_embeddings"])
+    for name, rule in ROPE_RULES.items():
+        problem = rule.problem(parameters[name]) if name in parameters else None
+        if problem:
+            raise ConfigError(f"rope_parameters.{name} = {parameters[name]!r:.80} {problem}")
     return parameters
 
 
@@ -327,27 +515,43 @@ class Qwen2Config(LlamaConfig):
         values = self._values
         if not values["use_sliding_window"]:
             values["sliding_window"] = None
-        if values["layer_types"] is None:
+        layers, first_windowed = values["num_hidden_layers"], values["max_window_layers"]
+        if values["layer_types"] is None and _is_count(layers) and layers <= MAX_LAYERS and isinstance(first_windowed, int):
             values["layer_types"] = [
-                "sliding_attention"
-                if values["sliding_window"] is not None and i >= values["max_window_layers"]
-                else "full_attention"
-                for i in range(values["num_hidden_layers"])
+                "sliding_attention" if values["sliding_window"] is not None and i >= first_windowed else "full_attention"
+                for i in range(layers)
             ]
+        types = values["layer_types"]
+        if types is None:  # num_hidden_layers is no layer count: validate_config names it
+            return
+        if not (isinstance(types, list) and all(t in ("full_attention", "sliding_attention") for t in types)):
+            raise ConfigError(f"layer_types = {types!r:.80} must list 'full_attention' or 'sliding_attention' per layer")
+        if _is_count(layers) and len(types) != layers:
+            raise ConfigError(f"layer_types names {len(types)} layers, but num_hidden_layers = {layers}")
 
 
 CONFIG_CLASSES.update({c.model_type: c for c in (LlamaConfig, MistralConfig, Qwen2Config)})
+
+MAX_CONFIG_BYTES = 16 * 2**20  # the largest real config.json files (label maps) are far smaller
 
 
 def read_config_json(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """The JSON object in a config file, or a ConfigError naming the file and the problem."""
     try:
-        with open(path, encoding="utf-8") as file:
-            entries = json.load(file)
+        with open(path, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, not a config.json")
+    try:
+        entries = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config.json") from None
     if not isinstance(entries, dict):
         raise ConfigError(f"{path}: expected a JSON object, found {type(entries).__name__}")
     return entries
@@ -360,4 +564,70 @@ def load_config(path: Union[str, os.PathLike], model_type: Optional[str] = None)
         path = path / "config.json"
     entries = read_config_json(path)
     model_type = model_type or entries.get("model_type")
-    return CONFIG_CLASSES.get(model_type, PretrainedConfig).from_dict(entries)
+    if not isinstance(model_type, (str, type(None))):
+        raise ConfigError(f"{path}: model_type = {model_type!r} must be a string")
+    _check_labels(entries, str(path))
+    try:
+        return CONFIG_CLASSES.get(model_type, PretrainedConfig).from_dict(entries)
+    except ConfigError as error:  # an entry a family derives others from (Llama's rope_parameters, ...)
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def validate_config(config: PretrainedConfig, source: str = "config", checkpoint_parameters: Optional[int] = None) -> None:
+    """ConfigError, naming `source` and the entry, unless every entry the family's models read has
+    a usable type and range, and the sizes divide as attention needs. With `checkpoint_parameters`
+    (how many numbers the checkpoint on disk holds), also refuse a config whose sizes imply far
+    more parameters than that: such a config does not describe the checkpoint, and building it
+    would exhaust memory. Called before anything is built; families add entries to their tables."""
+    for field, rule in {**COMMON_RULES, **config.field_rules}.items():
+        if field not in config and field != "num_labels":
+            continue  # the family does not read it
+        value = getattr(config, field)
+        problem = rule.problem(value)
+        if problem:
+            raise ConfigError(f"{source}: {field} = {value!r} {problem}")
+    for divisor, multiple in config.divisible:
+        if getattr(config, multiple) % getattr(config, divisor):
+            raise ConfigError(
+                f"{source}: {multiple} = {getattr(config, multiple)} is not a multiple of "
+                f"{divisor} = {getattr(config, divisor)}"
+            )
+    if checkpoint_parameters is None or not config.size_terms:
+        return
+    implied = _implied_parameters(config)
+    if implied > 2 * checkpoint_parameters + PARAMETER_SLACK:
+        # The culprit: the entry whose setting to 1 would shrink the model the most.
+        field = max(config.size_terms, key=lambda name: implied - _implied_parameters(config, name))
+        raise ConfigError(
+            f"{source}: {field} = {getattr(config, field)!r} makes the model at least {implied:,} parameters, "
+            f"but the checkpoint holds {checkpoint_parameters:,}: the config does not describe these weights"
+        )
+
+
+def _implied_parameters(config: PretrainedConfig, set_to_one: Optional[str] = None) -> int:
+    """The sum of the family's size terms (a lower bound of its parameter count), with one entry
+    replaced by 1 if asked."""
+
+    class View:
+        def __getattr__(self, name: str) -> Any:
+            return 1 if name == set_to_one else getattr(config, name)
+
+    return sum(term(View()) for term in config.size_terms.values())
+
+
+def _check_labels(entries: Dict[str, Any], source: str) -> None:
+    """The label entries `PretrainedConfig` turns into maps: checked before it does."""
+    num_labels = entries.get("num_labels")
+    if num_labels is not None:
+        problem = COMMON_RULES["num_labels"].problem(num_labels)
+        if problem:
+            raise ConfigError(f"{source}: num_labels = {num_labels!r} {problem}")
+    id2label = entries.get("id2label")
+    if id2label is None:
+        return
+    if not isinstance(id2label, dict) or not all(
+        isinstance(key, str) and key.isdigit() and key.isascii() for key in id2label
+    ):
+        raise ConfigError(f"{source}: id2label = {id2label!r:.80} must map label numbers ('0', '1', ...) to names")
+    if num_labels is not None and len(id2label) != num_labels:
+        raise ConfigError(f"{source}: num_labels = {num_labels} but id2label names {len(id2label)} labels")

@@ -45,7 +45,10 @@ def main() -> None:
 
     step("Build a small GPT-2 (vocab 10, n_embd 128, 2 layers) and save it")
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=10, n_embd=128, n_layer=2, n_head=4, n_positions=64)
+    # bos/eos = the last id, as GPT-2's 50256 is (its default would lie outside a vocabulary of 10)
+    config = GPT2Config(
+        vocab_size=10, n_embd=128, n_layer=2, n_head=4, n_positions=64, bos_token_id=9, eos_token_id=9
+    )
     model = GPT2LMHeadModel(config).eval()
     model_dir = OUTPUT / "tiny-gpt2"
     model.save_pretrained(model_dir, safe_serialization=False)
@@ -95,7 +98,7 @@ def julia_round_trip(model, config, model_dir: Path) -> None:
     """Load the model into Flux, save it back from Julia, and compare, when Julia is installed."""
     if shutil.which("julia") is None:
         print("   skipped: no `julia` executable on PATH, so the Flux round trip did not run.")
-        print("   Install Julia 1.12 (https://julialang.org/downloads/) and run `make demo` again.")
+        print("   Install Julia 1.10 or newer (https://julialang.org/downloads/) and run `make demo` again.")
         return
     import torch
 

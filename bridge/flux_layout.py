@@ -81,6 +81,12 @@ ARCHITECTURES = {
         for task, suffix in (("model", "Model"), ("forcausallm", "ForCausalLM"), ("forsequenceclassification", "ForSequenceClassification"))
     },
 }
+# The Julia struct of each (family, task): transformers' class name, except that the Llama family
+# shares the Llama structs (config switches make them Mistral or Qwen2).
+FLUX_TYPES = {
+    (family, task): name.replace(LLAMA_FAMILY.get(family, ""), "Llama", 1) if family in LLAMA_FAMILY else name
+    for (family, task), name in ARCHITECTURES.items()
+}
 # Hugging Face activation names -> the functions julia/layers.jl defines (exact torch formulas).
 ACTIVATIONS = {
     "gelu": "gelu_erf",
@@ -156,7 +162,15 @@ def flux_hyperparameters(config: PretrainedConfig) -> Dict[str, Any]:
             "activation": _activation(config.activation_function),
             "dropout": float(config.resid_pdrop),
             "embedding_dropout": float(config.embd_pdrop),
+            "attention_dropout": float(config.attn_pdrop),
         }
+    # The Flux encoder has absolute positions only and no causal or cross-attention.
+    if getattr(config, "position_embedding_type", "absolute") != "absolute":
+        raise ConfigError(
+            f"{family} config position_embedding_type={config.position_embedding_type!r}: "
+            "the Flux model supports only 'absolute'"
+        )
+    _refuse(config, "is_decoder", False)
     return {
         **common,
         "intermediate_size": int(config.intermediate_size),
@@ -164,6 +178,11 @@ def flux_hyperparameters(config: PretrainedConfig) -> Dict[str, Any]:
         "layer_norm_eps": float(config.layer_norm_eps),
         "activation": _activation(config.hidden_act),
         "dropout": float(config.hidden_dropout_prob),
+        "attention_dropout": float(config.attention_probs_dropout_prob),
+        # transformers' rule for both heads: classifier_dropout, else the hidden dropout.
+        "classifier_dropout": float(
+            config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
+        ),
         # RoBERTa numbers positions after the padding id (fairseq); BERT counts from the start.
         "position_rule": "after_padding" if family == "roberta" else "absolute",
     }
@@ -210,7 +229,9 @@ def _activation(name: str) -> str:
 
 def _refuse(config: PretrainedConfig, name: str, supported: bool) -> None:
     if bool(getattr(config, name)) != supported:
-        raise ConfigError(f"GPT-2 config {name}={getattr(config, name)!r}: the Flux model supports only {supported}")
+        raise ConfigError(
+            f"{config.model_type} config {name}={getattr(config, name)!r}: the Flux model supports only {supported}"
+        )
 
 
 # --------------------------------------------------------------------------------------------

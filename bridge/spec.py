@@ -59,6 +59,8 @@ def parse_spec(spec: str) -> Spec:
         source, item = head, tail.lower()
         if item not in ITEMS:
             raise SpecError(f"hgf spec {spec!r} asks for unknown item {tail!r}; expected one of {', '.join(ITEMS)}")
+    if not source.strip():  # Path("") is the working directory: never guess it
+        raise SpecError(f"hgf spec {spec!r} names no repo id or directory before ':'; expected {SPEC_GRAMMAR}")
     if is_local_source(source):
         return Spec(source, None, item)
     if _looks_like_path(source):

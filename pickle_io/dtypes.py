@@ -76,6 +76,14 @@ UNSUPPORTED_STORAGE_CLASSES = (
     "QUInt2x4Storage",
 )
 
+# torch dtype globals torch.load(weights_only=True) accepts that numpy has no type for: tensors
+# of these are refused with an UnsupportedTensorError naming them.
+UNSUPPORTED_TORCH_DTYPES = (
+    "complex32", "chalf", "qint8", "quint8", "qint32", "quint4x2", "quint2x4",
+    "bits1x8", "bits2x4", "bits4x2", "bits8", "bits16", "float4_e2m1fn_x2",
+    *(f"int{bits}" for bits in range(1, 8)), *(f"uint{bits}" for bits in range(1, 8)),
+)
+
 UNTYPED_STORAGE_CLASS = "UntypedStorage"
 
 # numpy's dtype names match torch's (float32, int64, bool, bfloat16, float8_e4m3fn, ...).

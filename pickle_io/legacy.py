@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from pickle_io.atomic_file import write_all
+from pickle_io.atomic_file import preallocate, writev_all
 from pickle_io.errors import CheckpointError, PickleIOError
 from pickle_io.pickler import V3_DTYPES, GlobalRef, Pickler, storage_class
 from pickle_io.storage_plan import PlannedStorage, StoragePlan
@@ -38,9 +38,10 @@ SYS_INFO = {
 def starts_like_legacy(head: bytes) -> bool:
     """Whether a file's first bytes are a pickle of the legacy magic number (any protocol)."""
     try:
-        return unpickle(head, filename="header")[0] == MAGIC_NUMBER
+        magic = unpickle(head, filename="header")[0]
     except PickleIOError:
         return False
+    return type(magic) is int and magic == MAGIC_NUMBER
 
 
 class LegacyCheckpoint:
@@ -54,10 +55,10 @@ class LegacyCheckpoint:
         # indexes faster than the mapping (a pickle running past it is re-read from the map).
         self.head = self.data[:HEAD_BYTES]
         magic, position = self._unpickle(0)
-        if magic != MAGIC_NUMBER:
+        if type(magic) is not int or magic != MAGIC_NUMBER:
             raise CheckpointError(f"{filename}: not a PyTorch checkpoint (bad magic number)")
         version, position = self._unpickle(position)
-        if version != PROTOCOL_VERSION:
+        if type(version) is not int or version != PROTOCOL_VERSION:
             raise CheckpointError(f"{filename}: unsupported legacy protocol version {version!r:.20}")
         sys_info, position = self._unpickle(position)
         if not isinstance(sys_info, dict):
@@ -145,8 +146,8 @@ def write_legacy_checkpoint(obj: Any, plan: StoragePlan, fd: int) -> None:
         Pickler(plan.tensors, _legacy_persistent_id).dump(obj),
         Pickler({}, _legacy_persistent_id).dump(keys),
     ])
-    write_all(fd, memoryview(head))
+    buffers = [head]
     for key in keys:
-        storage = by_key[key]
-        write_all(fd, memoryview(storage.numel.to_bytes(8, "little", signed=True)))
-        write_all(fd, storage.data)
+        buffers += [by_key[key].numel.to_bytes(8, "little", signed=True), by_key[key].data]
+    preallocate(fd, sum(len(buffer) for buffer in buffers))
+    writev_all(fd, buffers)

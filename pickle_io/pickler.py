@@ -9,18 +9,36 @@ The output is a pure function of the object, so saved files have stable bytes.
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
+import gc
 import struct
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 
 from pickle_io import dtypes
 from pickle_io.errors import PickleIOError
 from pickle_io.storage_plan import PlannedStorage, PlannedTensor
+from pickle_io.unpickler import MetaTensor
 
 # Dtypes torch pickles with _rebuild_tensor_v3 and an untyped storage (torch.storage._new_dtypes).
 V3_DTYPES = frozenset(dtypes.DTYPE_BY_TORCH_NAME) - frozenset(dtypes.STORAGE_CLASS_DTYPES.values())
 _BATCH = 1000  # items per APPENDS/SETITEMS, as pickle does
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for a while. Planning and pickling allocate a few small
+    objects per tensor and free them all at the end; with the collector on, a save of many tensors
+    spends most of its time in collections that walk the whole heap and find nothing to free."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def iter_arrays(obj: Any, path: str = "obj") -> List[Tuple[str, Any]]:
@@ -54,6 +72,34 @@ def iter_arrays(obj: Any, path: str = "obj") -> List[Tuple[str, Any]]:
     return found
 
 
+def _memo_opcode(small: bytes, large: bytes, index: int) -> bytes:
+    return small + bytes((index,)) if index < 256 else large + index.to_bytes(4, "little")
+
+
+def _int_opcode(value: int) -> bytes:
+    if 0 <= value < 256:
+        return b"K" + bytes((value,))
+    if 0 <= value < 65536:
+        return b"M" + value.to_bytes(2, "little")
+    if -(2**31) <= value < 2**31:
+        return b"J" + value.to_bytes(4, "little", signed=True)
+    encoded = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    if len(encoded) >= 256:
+        raise PickleIOError(f"cannot save an integer of {value.bit_length()} bits")
+    return b"\x8a" + bytes((len(encoded),)) + encoded
+
+
+@functools.lru_cache(maxsize=4096)  # shapes and strides repeat across a model's tensors
+def _int_tuple_opcodes(values: Tuple[int, ...]) -> bytes:
+    """A tuple of ints, as `Pickler.save` writes it."""
+    items = b"".join(_int_opcode(value) for value in values)
+    if not values:
+        return b")"
+    if len(values) <= 3:
+        return items + b"\x85\x86\x87"[len(values) - 1:len(values)]
+    return b"(" + items + b"t"
+
+
 class Pickler:
     """Builds the pickle bytes of one object. `persistent_id(storage)` gives a storage's id tuple
     (as objects to pickle), and `tensors` maps id(array) to its planned layout."""
@@ -65,6 +111,14 @@ class Pickler:
         self.out: List[bytes] = []
         self.memo: Dict[Any, int] = {}  # id(object) or ("global", module, name) -> memo index
         self._alive: List[Any] = []  # objects whose id() is in the memo
+        self._savers: Dict[type, Callable[[Any], None]] = {
+            type(None): self._save_none, bool: self._save_bool, int: self._save_int,
+            float: self._save_float, str: self._save_str, complex: self._save_complex,
+            bytes: self._save_bytes, bytearray: self._save_bytes, GlobalRef: self._save_global,
+            np.ndarray: self._save_tensor, MetaTensor: self._save_meta_tensor,
+            **{kind: self._save_container for kind in (
+                tuple, list, dict, collections.OrderedDict, set, frozenset)},
+        }
 
     def dump(self, obj: Any) -> bytes:
         self.out.append(b"\x80\x02")
@@ -77,13 +131,13 @@ class Pickler:
     def _put(self, key: Any) -> None:
         index = len(self.memo)
         self.memo[key] = index
-        self.out.append(b"q" + bytes([index]) if index < 256 else b"r" + struct.pack("<L", index))
+        self.out.append(_memo_opcode(b"q", b"r", index))
 
     def _get(self, key: Any) -> bool:
         index = self.memo.get(key)
         if index is None:
             return False
-        self.out.append(b"h" + bytes([index]) if index < 256 else b"j" + struct.pack("<L", index))
+        self.out.append(_memo_opcode(b"h", b"j", index))
         return True
 
     def _global(self, module: str, name: str) -> None:
@@ -95,45 +149,47 @@ class Pickler:
     # -- values --
 
     def save(self, obj: Any) -> None:
-        if obj is None:
-            self.out.append(b"N")
-        elif obj is True or obj is False:
-            self.out.append(b"\x88" if obj else b"\x89")
-        elif isinstance(obj, (np.ndarray, np.generic)):
-            self._save_tensor(obj)
-        elif isinstance(obj, GlobalRef):
-            self._global(obj.module, obj.name)
-        elif type(obj) is int:
-            self._save_int(obj)
-        elif type(obj) is float:
-            self.out.append(b"G" + struct.pack(">d", obj))
-        elif type(obj) is str:
-            encoded = obj.encode("utf-8", "surrogatepass")
-            self.out.append(b"X" + struct.pack("<L", len(encoded)) + encoded)
-        elif type(obj) is complex:
-            self._global("builtins", "complex")
-            self.save((obj.real, obj.imag))
-            self.out.append(b"R")
-        elif type(obj) in (bytes, bytearray):
-            self._save_bytes(obj)
-        elif type(obj) in (tuple, list, dict, collections.OrderedDict, set, frozenset):
-            self._save_container(obj)
-        else:
-            raise PickleIOError(f"cannot save a {type(obj).__name__}: only dict, list, tuple, "
-                                "set, numpy arrays, str, bytes, int, float, complex, bool, None")
+        saver = self._savers.get(type(obj))
+        if saver is None:
+            if not isinstance(obj, (np.ndarray, np.generic)):  # subclasses: np.memmap, np.float32
+                raise PickleIOError(
+                    f"cannot save a {type(obj).__name__}: only dict, list, tuple, set, numpy "
+                    "arrays, str, bytes, int, float, complex, bool, None")
+            saver = self._save_tensor
+        saver(obj)
+
+    def _save_none(self, _: None) -> None:
+        self.out.append(b"N")
+
+    def _save_meta_tensor(self, obj: MetaTensor) -> None:
+        # torch._utils._rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad), as torch writes it
+        self._global("torch._utils", "_rebuild_meta_tensor_no_storage")
+        self.out.append(b"(")
+        self._global("torch", dtypes.torch_name(obj.dtype))
+        self.save(tuple(obj.shape))
+        self.save(tuple(obj.stride))
+        self.out.append(b"\x89tR")  # requires_grad False
+
+    def _save_bool(self, value: bool) -> None:
+        self.out.append(b"\x88" if value else b"\x89")
 
     def _save_int(self, value: int) -> None:
-        if 0 <= value < 256:
-            self.out.append(b"K" + bytes([value]))
-        elif 0 <= value < 65536:
-            self.out.append(b"M" + struct.pack("<H", value))
-        elif -(2**31) <= value < 2**31:
-            self.out.append(b"J" + struct.pack("<i", value))
-        else:
-            encoded = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-            if len(encoded) >= 256:
-                raise PickleIOError(f"cannot save an integer of {value.bit_length()} bits")
-            self.out.append(b"\x8a" + bytes([len(encoded)]) + encoded)
+        self.out.append(_int_opcode(value))
+
+    def _save_float(self, value: float) -> None:
+        self.out.append(b"G" + struct.pack(">d", value))
+
+    def _save_str(self, value: str) -> None:
+        encoded = value.encode("utf-8", "surrogatepass")
+        self.out.append(b"X" + len(encoded).to_bytes(4, "little") + encoded)
+
+    def _save_complex(self, value: complex) -> None:
+        self._global("builtins", "complex")
+        self.save((value.real, value.imag))
+        self.out.append(b"R")
+
+    def _save_global(self, ref: "GlobalRef") -> None:
+        self._global(ref.module, ref.name)
 
     def _save_bytes(self, value: Any) -> None:
         if type(value) is bytearray:
@@ -162,7 +218,7 @@ class Pickler:
         if kind is list:
             self.out.append(b"]")
             self._remember(obj)
-            self._save_batches(obj, b"e", lambda item: self.save(item))
+            self._save_batches(obj, b"e")
             return
         if kind is collections.OrderedDict:
             self._global("collections", "OrderedDict")
@@ -170,22 +226,26 @@ class Pickler:
         else:
             self.out.append(b"}")
         self._remember(obj)
-        self._save_batches(list(obj.items()), b"u", self._save_pair)
+        self._save_batches(obj, b"u")
         state = getattr(obj, "__dict__", None)
         if state:  # a state dict's _metadata: restored as an attribute by BUILD
             self.save(dict(state))
             self.out.append(b"b")
 
-    def _save_pair(self, pair: Tuple[Any, Any]) -> None:
-        self.save(pair[0])
-        self.save(pair[1])
-
-    def _save_batches(self, items: List[Any], opcode: bytes, save_item: Callable) -> None:
+    def _save_batches(self, container: Any, opcode: bytes) -> None:
+        """A list's items (APPENDS) or a dict's pairs (SETITEMS), _BATCH at a time."""
+        save, out = self.save, self.out
+        items = list(container.items()) if opcode == b"u" else container
         for start in range(0, len(items), _BATCH):
-            self.out.append(b"(")
-            for item in items[start:start + _BATCH]:
-                save_item(item)
-            self.out.append(opcode)
+            out.append(b"(")
+            if opcode == b"u":
+                for key, value in items[start:start + _BATCH]:
+                    save(key)
+                    save(value)
+            else:
+                for item in items[start:start + _BATCH]:
+                    save(item)
+            out.append(opcode)
 
     def _save_tuple(self, items: tuple) -> None:
         if not items:
@@ -211,19 +271,20 @@ class Pickler:
         layout = self.tensors[id(array)]
         dtype_name = layout.storage.dtype_name
         v3 = dtype_name in V3_DTYPES
+        out = self.out
         self._global("torch._utils", "_rebuild_tensor_v3" if v3 else "_rebuild_tensor_v2")
-        self.out.append(b"(")
-        self.save(self.persistent_id(layout.storage))
-        self.out.append(b"Q")
-        self.save(layout.offset)
-        self.save(tuple(layout.shape))
-        self.save(tuple(layout.stride))
-        self.out.append(b"\x89")  # requires_grad False
+        out.append(b"(")
+        self._save_tuple(self.persistent_id(layout.storage))
+        out.append(b"Q")
+        out.append(_int_opcode(layout.offset))
+        out.append(_int_tuple_opcodes(layout.shape))
+        out.append(_int_tuple_opcodes(layout.stride))
+        out.append(b"\x89")  # requires_grad False
         self._global("collections", "OrderedDict")  # empty backward hooks
-        self.out.append(b")R")
+        out.append(b")R")
         if v3:
             self._global("torch", dtype_name)
-        self.out.append(b"tR")
+        out.append(b"tR")
         self._remember(array)
 
 

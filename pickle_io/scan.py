@@ -1,8 +1,14 @@
 """Reporting unsafe content in a checkpoint without executing any of it (`hgf inspect --scan`).
 
 Every pickle in the file is walked opcode by opcode with `pickletools.genops`, which decodes
-arguments but runs nothing. Globals outside the allowlist, extension-registry and out-of-band
-opcodes, TorchScript code, unsafe zip entry names and malformed structure are reported.
+arguments but runs nothing: globals outside the allowlist, extension-registry and out-of-band
+opcodes, TorchScript code and unsafe zip entry names are reported, all of them, also after a
+first one and before a broken end. Then the file is read the way `load` reads it (our own
+machine, which calls nothing outside the allowlist), and whatever `load` refuses is reported
+too, so a scan never calls a file clean that `load` would refuse.
+
+Each finding is unsafe (code or a trick to run code) or only unreadable (malformed, truncated,
+not a checkpoint): `verdict` gives the exit status `hgf inspect --scan` uses.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from pickle_io.checkpoint import SEVEN_ZIP_MAGIC, detect_format
-from pickle_io.errors import PickleIOError
+from pickle_io.checkpoint import SEVEN_ZIP_MAGIC, detect_format, load
+from pickle_io.errors import PickleIOError, UnsafePickleError
 from pickle_io.unpickler import ALLOWED_GLOBALS
 from pickle_io.zipformat import ZipReader
+
+SAFE, UNSAFE, UNREADABLE = 0, 1, 2  # the exit statuses of `hgf inspect --scan`
 
 _STRING_OPCODES = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING",
                    "BINSTRING", "SHORT_BINSTRING"}
@@ -31,6 +39,14 @@ _LEGACY_PICKLE_COUNT = 5
 class Finding:
     where: str  # "data.pkl at byte 12", "zip entry", ...
     what: str  # "forbidden global os.system", ...
+    unsafe: bool = True  # False: malformed or not a checkpoint, but no code found
+
+
+def verdict(findings: List[Finding]) -> int:
+    """SAFE (0) when there are no findings, UNSAFE (1) when any is unsafe, else UNREADABLE (2)."""
+    if not findings:
+        return SAFE
+    return UNSAFE if any(finding.unsafe for finding in findings) else UNREADABLE
 
 
 def _scan_pickle(stream: Any, where: str) -> Tuple[List[Finding], int]:
@@ -71,7 +87,7 @@ def _scan_pickle(stream: Any, where: str) -> Tuple[List[Finding], int]:
                 end = stream.tell()
             recent_strings.append(None)
     except Exception as error:  # genops raises ValueError and friends on malformed input
-        findings.append(Finding(where, f"malformed pickle: {error}"))
+        findings.append(Finding(where, f"malformed pickle: {str(error)[:200]}", unsafe=False))
         return findings, -1
     return findings, end
 
@@ -85,26 +101,45 @@ def scan(path: os.PathLike) -> List[Finding]:
     """Everything unsafe or malformed in a checkpoint; an empty list when it is clean."""
     with warnings.catch_warnings():  # genops warns about odd escapes in malformed strings
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _scan_file(path)
+        findings = _scan_file(path)
+        if findings and not findings[-1].unsafe and findings[-1].where == "file":
+            return findings  # not a checkpoint at all: load would say the same
+        return findings + _load_refusal(path, findings)
+
+
+def _load_refusal(path: os.PathLike, findings: List[Finding]) -> List[Finding]:
+    """What `load` refuses that the opcode walk did not already report."""
+    try:
+        load(path)
+    except PickleIOError as error:
+        message = str(error)
+        if any(finding.what in message for finding in findings):
+            return []
+        return [Finding("load", message, unsafe=isinstance(error, UnsafePickleError))]
+    return []
 
 
 def _scan_file(path: os.PathLike) -> List[Finding]:
     with builtins.open(path, "rb") as file:
         head = file.read(8)
     if head.startswith(SEVEN_ZIP_MAGIC):
-        return [Finding("file", "a 7z archive, not a PyTorch checkpoint")]
+        return [Finding("file", "a 7z archive, not a PyTorch checkpoint", unsafe=False)]
     try:
         kind = detect_format(path)
     except PickleIOError as error:
-        findings = [Finding("file", str(error))]
-        if head.startswith(b"\x80"):  # a bare pickle: say what it would have run
+        findings = []
+        if head.startswith(b"\x80"):  # a broken bare pickle: say what it would have run
             with builtins.open(path, "rb") as file:
-                findings += _scan_pickle(file, "pickle")[0]
-        return findings
+                findings += [finding for finding in _scan_pickle(file, "pickle")[0]
+                             if finding.unsafe]
+        return findings + [Finding("file", str(error), unsafe=False)]
     if kind == "safetensors":
-        return []  # no code can hide in safetensors
+        return []  # no code can hide in safetensors (load still checks the header)
     if kind == "legacy":
         return _scan_legacy(path)
+    if kind == "pickle":
+        with builtins.open(path, "rb") as file:
+            return _scan_pickle(file, "pickle")[0]
     return _scan_zip(path)
 
 
@@ -113,8 +148,8 @@ def _scan_zip(path: os.PathLike) -> List[Finding]:
     with builtins.open(path, "rb") as file:
         try:
             reader = ZipReader(file, str(path))
-        except PickleIOError as error:
-            return [Finding("zip directory", str(error))]
+        except PickleIOError as error:  # entry names such as ../x are an attack on extractors
+            return [Finding("zip directory", str(error), unsafe="unsafe zip entry" in str(error))]
         for name, entry in reader.entries.items():
             if name.endswith("/constants.pkl") or "/code/" in name:
                 findings.append(Finding(name, "TorchScript content (code or constants)"))
@@ -122,7 +157,7 @@ def _scan_zip(path: os.PathLike) -> List[Finding]:
                 try:
                     data = reader.read(entry)
                 except PickleIOError as error:
-                    findings.append(Finding(name, str(error)))
+                    findings.append(Finding(name, str(error), unsafe=False))
                     continue
                 findings.extend(_scan_pickle(io.BytesIO(data), name)[0])
     return findings

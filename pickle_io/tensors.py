@@ -15,8 +15,9 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from pickle_io import dtypes
-from pickle_io.errors import CheckpointError
-from pickle_io.unpickler import StorageRef
+from pickle_io.errors import CheckpointError, UnsupportedTensorError
+from pickle_io.objects import check_depth, convert
+from pickle_io.unpickler import PendingArray, PendingDtype, StorageRef, Unsupported
 
 # Strides beyond this many bytes cannot be real (and could overflow numpy's intp).
 _MAX_BYTE_STRIDE = 2**62
@@ -31,6 +32,10 @@ class TensorInfo:
     stride: Tuple[int, ...]  # in elements, as torch counts them
     offset: int  # in elements, into the storage
     storage: StorageRef
+    conj: bool = False  # torch's lazy conjugate bit: the values are the conjugate of the bytes
+    neg: bool = False  # torch's lazy negative bit: the values are the negated bytes
+
+    __hash__ = None  # type: ignore[assignment]  (a tensor is no dict key: numpy arrays are not)
 
     @property
     def numel(self) -> int:
@@ -106,6 +111,16 @@ def view_array(buffer: np.ndarray, dtype: np.dtype, offset: int, shape: tuple, s
         raise CheckpointError(f"{what}: {error}") from None
 
 
+def with_flags(array: np.ndarray, conj: bool, neg: bool) -> np.ndarray:
+    """torch.load's values of a tensor saved with its conjugate/negative bit set: computed, so an
+    owned array rather than a view of the file."""
+    if conj:
+        array = np.conjugate(array)
+    if neg:
+        array = np.negative(array)
+    return array
+
+
 def byteswapped(buffer: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
     """A little-endian copy of big-endian storage bytes holding `dtype` elements."""
     unit = dtype.itemsize // 2 if dtype.kind == "c" else dtype.itemsize  # complex: each part
@@ -177,19 +192,25 @@ class ArraySource:
         return storage
 
     def tensor(self, storage: _Storage, dtype_name: Optional[str], offset: int, shape: tuple,
-               stride: tuple) -> np.ndarray:
+               stride: tuple, conj: bool = False, neg: bool = False) -> np.ndarray:
         if not isinstance(storage, _Storage):
             raise CheckpointError(f"{self.filename}: tensor rebuilt from {type(storage).__name__}")
         dtype = storage.dtype if dtype_name is None else dtypes.numpy_dtype(dtype_name)
         if dtype is None:
             what = "names no dtype" if dtype_name is None else f"has dtype torch.{dtype_name}"
             raise CheckpointError(f"{self.filename}: tensor over storage {storage.key} {what}")
-        return self._view(storage, dtype, offset, shape, stride)
+        view = self._view(storage, dtype, offset, shape, stride)
+        return with_flags(view, conj, neg) if conj or neg else view
 
     def array(self, info: TensorInfo) -> np.ndarray:
         """The array a `TensorInfo` describes (from the metadata pass over the same file)."""
-        return self._view(self.storage(info.storage), info.dtype, info.offset, info.shape,
+        view = self._view(self.storage(info.storage), info.dtype, info.offset, info.shape,
                           info.stride)
+        return with_flags(view, info.conj, info.neg) if info.conj or info.neg else view
+
+    def storage_array(self, ref: StorageRef) -> np.ndarray:
+        """A bare storage named in the metadata pass, as `storage_as_array` gives it."""
+        return storage_as_array(self.storage(ref), self.filename)
 
     def _view(self, storage: _Storage, dtype: np.dtype, offset: int, shape: tuple,
               stride: tuple) -> np.ndarray:
@@ -220,13 +241,55 @@ class InfoSource:
         return ref
 
     def tensor(self, storage: StorageRef, dtype_name: Optional[str], offset: int, shape: tuple,
-               stride: tuple) -> TensorInfo:
+               stride: tuple, conj: bool = False, neg: bool = False) -> TensorInfo:
         if not isinstance(storage, StorageRef):
             raise CheckpointError(f"{self.filename}: tensor rebuilt from {type(storage).__name__}")
         dtype = tensor_dtype(storage, dtype_name, self.filename)
         check_layout(dtype, offset, shape, stride, storage_nbytes(storage, self.filename),
                      f"{self.filename}: storage {storage.key}")
-        return TensorInfo(dtype, tuple(shape), tuple(stride), offset, storage)
+        return TensorInfo(dtype, tuple(shape), tuple(stride), offset, storage, conj, neg)
+
+
+def storage_as_array(storage: _Storage, filename: str) -> np.ndarray:
+    """A bare storage (pickled on its own, not inside a tensor) as a 1-d array of its dtype
+    (uint8 for an untyped storage), where torch.load gives a TypedStorage."""
+    dtype = storage.dtype or np.dtype(np.uint8)
+    if storage.big_endian and dtype.itemsize > 1:
+        raise CheckpointError(f"{filename}: big-endian untyped storage {storage.key}")
+    return view_array(storage.buffer, dtype, 0, (len(storage.buffer) // dtype.itemsize,), (1,),
+                      f"{filename}: storage {storage.key}")
+
+
+# What a finished pickle may still hold that is not yet a value of its own: bare storages,
+# numpy objects before their BUILD, and tensors numpy cannot hold.
+_PLACEHOLDERS = (_Storage, StorageRef, PendingArray, PendingDtype, Unsupported)
+
+
+def _placeholder_value(item: Any, source: Optional["ArraySource"], filename: str) -> Any:
+    kind = type(item)
+    if kind is PendingDtype:
+        return item.dtype
+    if kind is PendingArray:
+        if item.array is None:
+            raise CheckpointError(f"{filename}: a numpy array without its state (no BUILD)")
+        return item.array
+    if kind is Unsupported:
+        raise UnsupportedTensorError(f"{filename}: {item.what} is not supported")
+    if kind is _Storage:
+        return storage_as_array(item, filename)
+    if source is None:  # a StorageRef of the metadata pass: kept until materialize
+        return item
+    return source.storage_array(item)
+
+
+def finish(value: Any, filename: str) -> Any:
+    """The loaded object as users get it: containers no deeper than `LIMITS.max_depth`, and
+    bare storages and numpy objects turned into arrays and dtypes (a copy only when any occur).
+    On a metadata-pass object, bare storages stay StorageRefs for `materialize`."""
+    if not check_depth(value, filename, _PLACEHOLDERS):
+        return value
+    return convert(value, lambda item: _placeholder_value(item, None, filename), _PLACEHOLDERS,
+                   filename)
 
 
 def materialize(value: Any, source: ArraySource, filename: str) -> Any:
@@ -235,34 +298,9 @@ def materialize(value: Any, source: ArraySource, filename: str) -> Any:
     Structure is kept exactly as the unpickler built it: a part reached twice (the same tensor
     named twice, a shared list) is copied once and shared, and an OrderedDict's attributes
     (`_metadata`) are copied too. Cheaper than running the pickle a second time."""
-    copies: Dict[int, Any] = {}
+    def replace(item: Any) -> Any:
+        if type(item) is TensorInfo:
+            return source.array(item)
+        return _placeholder_value(item, source, filename)
 
-    def copy(item: Any) -> Any:
-        known = copies.get(id(item))
-        if known is not None:
-            return known
-        if isinstance(item, TensorInfo):
-            result = source.array(item)
-        elif isinstance(item, dict):
-            result = copies[id(item)] = type(item)()
-            for key, entry in item.items():
-                result[copy(key)] = copy(entry)
-            attributes = getattr(item, "__dict__", None)
-            if attributes:
-                vars(result).update((name, copy(entry)) for name, entry in attributes.items())
-            return result
-        elif isinstance(item, list):
-            result = copies[id(item)] = []
-            result.extend(copy(entry) for entry in item)
-            return result
-        elif isinstance(item, (tuple, set, frozenset)):
-            result = type(item)(copy(entry) for entry in item)
-        else:
-            return item  # str, bytes, numbers, None: immutable, shared as they are
-        copies[id(item)] = result
-        return result
-
-    try:
-        return copy(value)
-    except RecursionError:
-        raise CheckpointError(f"{filename}: object nests too deeply") from None
+    return convert(value, replace, (TensorInfo,) + _PLACEHOLDERS, filename)

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import codecs
 import collections
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
+import numpy as np
+
 from pickle_io import dtypes
-from pickle_io.errors import CheckpointError, PickleIOError, UnsafePickleError
+from pickle_io.errors import (CheckpointError, PickleIOError, UnsafePickleError,
+                              UnsupportedTensorError, describe)
+from pickle_io.limits import LIMITS
 
 HIGHEST_PROTOCOL = 5
 _U32 = struct.Struct("<I")
@@ -28,22 +33,34 @@ _U32 = struct.Struct("<I")
 
 @dataclass(frozen=True)
 class StorageClass:
-    """`torch.FloatStorage` and friends; dtype_name None means `torch.UntypedStorage` (bytes)."""
+    """`torch.FloatStorage` and friends; dtype_name None means `torch.UntypedStorage` (bytes).
+    `unsupported` names a storage class numpy cannot hold (the quantized ones)."""
 
     qualified_name: str
     dtype_name: Optional[str]
+    unsupported: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class TorchDtype:
-    """A dtype global such as `torch.float8_e4m3fn` (the last argument of `_rebuild_tensor_v3`)."""
+    """A dtype global such as `torch.float8_e4m3fn` (the last argument of `_rebuild_tensor_v3`);
+    `supported` is False for those numpy has no type for (complex32, bits8, qint8, ...)."""
 
     name: str
+    supported: bool = True
 
 
 @dataclass(frozen=True)
 class TensorClass:
     """`torch.Tensor` or `torch.nn.Parameter`, named by `_rebuild_from_type_v2`; never called."""
+
+    qualified_name: str
+
+
+@dataclass(frozen=True)
+class InertGlobal:
+    """An allowlisted global that is only ever an argument (`numpy.ndarray`, a quantization
+    scheme, a sparse layout); never called."""
 
     qualified_name: str
 
@@ -70,19 +87,68 @@ class StorageRef:
     view: Optional[Tuple[str, int, int]]  # legacy storage view: (view key, offset, numel)
 
 
+@dataclass(frozen=True)
+class MetaTensor:
+    """A tensor on torch's "meta" device: shape, dtype and stride, and no data at all.
+
+    State dicts created under `torch.device("meta")` hold these; `load` returns this placeholder
+    for each, and `save` writes it back as a meta tensor (`_rebuild_meta_tensor_no_storage`)."""
+
+    dtype: np.dtype
+    shape: Tuple[int, ...]
+    stride: Tuple[int, ...]
+
+    __hash__ = None  # type: ignore[assignment]  (torch tensors are no dict keys either)
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A harmless tensor numpy cannot hold (sparse, quantized, nested, complex32, ...): raised as
+    an UnsupportedTensorError naming it once the pickle says where it sits."""
+
+    what: str
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class PendingDtype:
+    """`numpy.dtype(code, align, copy)` before the BUILD that sets its byte order."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+
+
+class PendingArray:
+    """`numpy.core.multiarray._reconstruct(ndarray, (0,), b"b")` before its BUILD gives it data."""
+
+    __slots__ = ("array",)
+    __hash__ = None  # type: ignore[assignment]  (numpy arrays are unhashable)
+
+    def __init__(self) -> None:
+        self.array: Optional[np.ndarray] = None
+
+
 class TensorSource(Protocol):
     """What the machine asks for when the pickle names a storage or rebuilds a tensor."""
 
     def storage(self, ref: StorageRef) -> Any:
         ...
 
-    def tensor(
-        self, storage: Any, dtype_name: Optional[str], offset: int, shape: tuple, stride: tuple
-    ) -> Any:
+    def tensor(self, storage: Any, dtype_name: Optional[str], offset: int, shape: tuple,
+               stride: tuple, conj: bool = False, neg: bool = False) -> Any:
         ...
 
 
-# ----- the allowlisted functions -------------------------------------------------------------
+# ----- the allowlisted functions: torch ------------------------------------------------------
 
 
 def _is_int(value: Any) -> bool:
@@ -91,19 +157,47 @@ def _is_int(value: Any) -> bool:
 
 def _int_tuple(value: Any, what: str) -> Tuple[int, ...]:
     if not isinstance(value, tuple) or not all(_is_int(item) for item in value):
-        raise CheckpointError(f"{what} must be a tuple of ints, got {value!r:.80}")
+        raise CheckpointError(f"{what} must be a tuple of ints, got {describe(value)}")
     return value
 
 
-def _rebuild_tensor(vm: "Unpickler", storage, offset, size, stride, dtype_name=None):
-    if not _is_int(offset):
-        raise CheckpointError(f"tensor storage offset must be an int, got {offset!r:.80}")
+def _check_sizes(size: Any, stride: Any) -> Tuple[tuple, tuple]:
     size = _int_tuple(size, "tensor size")
     stride = _int_tuple(stride, "tensor stride")
     if len(size) != len(stride):
         raise CheckpointError(f"tensor size {size} and stride {stride} differ in length")
-    if offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride):
-        raise CheckpointError(f"negative tensor offset/size/stride: {offset}, {size}, {stride}")
+    if any(n < 0 for n in size) or any(s < 0 for s in stride):
+        raise CheckpointError(f"negative tensor size/stride: {size}, {stride}")
+    return size, stride
+
+
+# What torch's get_tensor_metadata writes (only when true): the lazy conjugate and negative bits.
+_TENSOR_METADATA_KEYS = ("conj", "neg")
+
+
+def _tensor_flags(metadata: Any) -> Tuple[bool, bool]:
+    if not metadata:
+        return False, False
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"tensor metadata is a {type(metadata).__name__}, not a dict")
+    for key, value in metadata.items():
+        if key not in _TENSOR_METADATA_KEYS or type(value) is not bool:
+            raise CheckpointError(
+                f"unknown tensor metadata {describe(key, 40)}: {describe(value, 40)} (torch writes "
+                "only conj and neg)")
+    return metadata.get("conj", False), metadata.get("neg", False)
+
+
+def _rebuild_tensor(vm: "Unpickler", storage, offset, size, stride, dtype_name=None,
+                    metadata=None):
+    if type(storage) is Unsupported:
+        return storage
+    if not _is_int(offset) or offset < 0:
+        raise CheckpointError(f"tensor storage offset must be an int >= 0, got {describe(offset)}")
+    size, stride = _check_sizes(size, stride)
+    conj, neg = _tensor_flags(metadata)
+    if conj or neg:
+        return vm.source.tensor(storage, dtype_name, offset, size, stride, conj, neg)
     return vm.source.tensor(storage, dtype_name, offset, size, stride)
 
 
@@ -112,63 +206,108 @@ def _rebuild_tensor_v1(vm, storage, offset, size, stride):
 
 
 def _rebuild_tensor_v2(vm, storage, offset, size, stride, requires_grad, hooks, metadata=None):
-    return _rebuild_tensor(vm, storage, offset, size, stride)
+    return _rebuild_tensor(vm, storage, offset, size, stride, None, metadata)
 
 
 def _rebuild_tensor_v3(
     vm, storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None
 ):
     if not isinstance(dtype, TorchDtype):
-        raise CheckpointError(f"_rebuild_tensor_v3 expects a torch dtype, got {dtype!r:.80}")
-    return _rebuild_tensor(vm, storage, offset, size, stride, dtype.name)
+        raise CheckpointError(f"_rebuild_tensor_v3 expects a torch dtype, got {describe(dtype)}")
+    if not dtype.supported:
+        return Unsupported(f"a torch.{dtype.name} tensor")
+    return _rebuild_tensor(vm, storage, offset, size, stride, dtype.name, metadata)
+
+
+def _rebuild_meta_tensor_no_storage(vm, dtype, size, stride, requires_grad=False):
+    if not isinstance(dtype, TorchDtype):
+        raise CheckpointError(f"meta tensor of dtype {describe(dtype)}")
+    numpy_dtype = dtypes.numpy_dtype(dtype.name) if dtype.supported else None
+    if numpy_dtype is None:
+        return Unsupported(f"a torch.{dtype.name} meta tensor")
+    size, stride = _check_sizes(size, stride)
+    return MetaTensor(numpy_dtype, size, stride)
 
 
 def _rebuild_parameter(vm, data, requires_grad, hooks, state=None):
-    return data  # a Parameter is its data; requires_grad and hooks have no numpy meaning
+    # A Parameter is its data: requires_grad, hooks and Python attributes have no numpy meaning.
+    return data
 
 
 def _rebuild_from_type_v2(vm, function, new_type, args, state):
     if not isinstance(function, AllowedCallable) or not isinstance(args, tuple):
-        raise UnsafePickleError(f"_rebuild_from_type_v2 with callable {function!r:.80}")
+        raise UnsafePickleError(f"_rebuild_from_type_v2 with callable {describe(function)}")
     if not isinstance(new_type, TensorClass):
-        raise UnsafePickleError(f"_rebuild_from_type_v2 to type {new_type!r:.80}")
+        raise UnsafePickleError(f"_rebuild_from_type_v2 to type {describe(new_type)}")
     return function(vm, args)
 
 
+def _unsupported(what: str) -> Callable[..., Unsupported]:
+    def rebuild(vm, *args):
+        detail = f" ({args[0].qualified_name})" if args and isinstance(args[0], InertGlobal) else ""
+        return Unsupported(what + detail)
+    return rebuild
+
+
+def _get_layout(vm, name):
+    if not isinstance(name, str):
+        raise CheckpointError(f"torch layout name {describe(name)}")
+    return InertGlobal(name)
+
+
 def _ordered_dict(vm, items=()):
-    if items:
-        raise UnsafePickleError("OrderedDict called with arguments")
-    return collections.OrderedDict()
+    result = collections.OrderedDict()
+    if isinstance(items, dict):
+        items = list(items.items())
+    if not isinstance(items, (list, tuple)) or not all(
+            isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in items):
+        raise CheckpointError(f"OrderedDict of {describe(items)} (not a list of pairs)")
+    # Python 2-era torch wrote OrderedDict([[key, value], ...]); torch.load reads it.
+    vm.insert_pairs(result, [item for pair in items for item in pair])
+    return result
 
 
 def _torch_size(vm, dims=()):
-    return _int_tuple(tuple(dims), "torch.Size")
+    return _int_tuple(tuple(dims) if isinstance(dims, (list, tuple)) else dims, "torch.Size")
 
 
 def _torch_device(vm, kind, index=None):
     if not isinstance(kind, str) or not (index is None or _is_int(index)):
-        raise CheckpointError(f"bad torch.device arguments {kind!r:.40}, {index!r:.40}")
+        raise CheckpointError(f"bad torch.device arguments {describe(kind, 40)}, {describe(index, 40)}")
     return kind if index is None else f"{kind}:{index}"
 
 
+_LATIN1 = ("latin1", "latin-1")
+
+
 def _codecs_encode(vm, text, encoding="latin1"):
-    # Protocol 2 pickles bytes as _codecs.encode(<latin-1 str>, "latin1").
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError(f"_codecs.encode with encoding {encoding!r:.40}")
+    # Protocols 0-2 pickle bytes as _codecs.encode(<latin-1 str>, "latin1").
+    if not isinstance(text, str) or encoding not in _LATIN1:
+        raise UnsafePickleError(f"_codecs.encode with encoding {describe(encoding, 40)}")
     return text.encode("latin1")
 
 
 def _builtin_set(vm, items=()):
+    items = _members(items, "set")
+    vm.check_hashes(None, items)
     return set(items)
 
 
 def _builtin_frozenset(vm, items=()):
+    items = _members(items, "frozenset")
+    vm.check_hashes(None, items)
     return frozenset(items)
 
 
+def _members(items: Any, what: str) -> Any:
+    if not isinstance(items, (list, tuple, set, frozenset)):
+        raise CheckpointError(f"{what}() of a {type(items).__name__}")
+    return items
+
+
 def _builtin_complex(vm, real=0.0, imag=0.0):
-    if not all(isinstance(part, (int, float)) for part in (real, imag)):
-        raise CheckpointError(f"complex() of {real!r:.40}, {imag!r:.40}")
+    if not all(type(part) in (int, float) for part in (real, imag)):
+        raise CheckpointError(f"complex() of {describe(real, 40)}, {describe(imag, 40)}")
     return complex(real, imag)
 
 
@@ -179,10 +318,138 @@ def _builtin_bytes(vm, data=b""):
     return bytes(data)
 
 
-def _builtin_bytearray(vm, data=b""):
-    if not isinstance(data, (bytes, bytearray)):
+def _builtin_bytearray(vm, data=b"", encoding=None):
+    # Protocols 0 and 1 pickle bytearray(b"ab") as bytearray("ab", "latin-1").
+    if isinstance(data, str) and encoding in _LATIN1:
+        return bytearray(data, "latin-1")
+    if not isinstance(data, (bytes, bytearray)) or encoding is not None:
         raise CheckpointError(f"bytearray() of {type(data).__name__}")
     return bytearray(data)
+
+
+# ----- the allowlisted functions: numpy (plain pickles of arrays, dtypes and scalars) --------
+
+# The type codes numpy.dtype is pickled with: numbers and bool, bytes/str/void of a size,
+# datetime64/timedelta64. Never "O": object arrays hold pickled Python objects.
+_NUMPY_TYPECODE = re.compile(r"(?:[biufc]\d{1,2}|[SUV]\d{1,9}|[Mm]8)\Z")
+_DATETIME_UNITS = {"Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "fs", "as", "generic"}
+_NUMPY_NDARRAY = InertGlobal("numpy.ndarray")
+
+
+def _np_dtype(vm, code, align=False, copy=True):
+    if not isinstance(code, str):
+        raise CheckpointError(f"numpy.dtype({describe(code)})")
+    if code.startswith("O"):
+        raise UnsafePickleError("numpy object dtype (its arrays hold pickled Python objects)")
+    if not _NUMPY_TYPECODE.match(code):
+        raise CheckpointError(f"unsupported numpy dtype {describe(code, 40)}")
+    try:
+        return PendingDtype(np.dtype(code))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"unsupported numpy dtype {describe(code, 40)}") from None
+
+
+def _build_dtype(vm, pending: PendingDtype, state: Any) -> None:
+    # state: (version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])
+    if not isinstance(state, tuple) or len(state) not in (8, 9) or state[0] not in (3, 4):
+        raise CheckpointError(f"numpy dtype state {describe(state)}")
+    byteorder, subarray, names, fields, elsize = state[1:6]
+    if subarray is not None or names is not None or fields is not None:
+        raise CheckpointError("structured and subarray numpy dtypes are not supported")
+    dtype = pending.dtype
+    if dtype.kind in "Mm":
+        dtype = _datetime_dtype(dtype.kind, state[8] if len(state) == 9 else None)
+    if byteorder not in ("<", ">", "|", "="):
+        raise CheckpointError(f"numpy dtype byte order {describe(byteorder, 20)}")
+    if byteorder in "<>":
+        dtype = dtype.newbyteorder(byteorder)
+    if elsize not in (-1, dtype.itemsize):
+        raise CheckpointError(f"numpy dtype {dtype} with element size {describe(elsize, 20)}")
+    pending.dtype = dtype
+
+
+def _datetime_dtype(kind: str, metadata: Any) -> np.dtype:
+    # numpy writes (unit, num, den, events), alone or after a metadata dict (None).
+    if isinstance(metadata, tuple) and len(metadata) == 2 and isinstance(metadata[1], tuple):
+        metadata = metadata[1]
+    if not (isinstance(metadata, tuple) and len(metadata) == 4):
+        raise CheckpointError(f"numpy datetime dtype metadata {describe(metadata)}")
+    unit, num, den, events = metadata
+    unit = unit.decode("ascii", "replace") if isinstance(unit, bytes) else unit
+    if unit not in _DATETIME_UNITS or not _is_int(num) or not 0 < num < 2**31 or (den, events) != (1, 1):
+        raise CheckpointError(f"numpy datetime dtype metadata {describe(metadata)}")
+    return np.dtype(f"{kind}8[{num}{unit}]")
+
+
+def _resolve_dtype(value: Any) -> np.dtype:
+    if type(value) is not PendingDtype:
+        raise CheckpointError(f"numpy array of dtype {describe(value)}")
+    return value.dtype
+
+
+def _np_shape(shape: Any) -> Tuple[int, ...]:
+    shape = tuple(shape) if isinstance(shape, list) else shape
+    shape = _int_tuple(shape, "numpy array shape")
+    if len(shape) > 32 or any(n < 0 for n in shape):
+        raise CheckpointError(f"numpy array shape {describe(shape)}")
+    return shape
+
+
+def _np_array(data: Any, dtype: np.dtype, shape: tuple, fortran: bool) -> np.ndarray:
+    count = 1
+    for size in shape:
+        count *= size
+    if count * dtype.itemsize != len(data):
+        raise CheckpointError(
+            f"numpy array of shape {shape} and dtype {dtype} needs {count * dtype.itemsize} "
+            f"bytes, has {len(data)}")
+    if count == 0:
+        return np.empty(shape, dtype, order="F" if fortran else "C")
+    return np.frombuffer(data, dtype, count=count).reshape(shape, order="F" if fortran else "C")
+
+
+def _np_reconstruct(vm, cls, shape, typecode):
+    if cls != _NUMPY_NDARRAY:
+        raise UnsafePickleError(f"numpy _reconstruct of {describe(cls)} (only numpy.ndarray)")
+    if shape != (0,) or typecode not in (b"b", "b"):
+        raise CheckpointError(f"numpy _reconstruct({describe(shape)}, {describe(typecode)})")
+    return PendingArray()
+
+
+def _build_array(vm, pending: PendingArray, state: Any) -> None:
+    # state: (version, shape, dtype, is_fortran, raw data); numpy < 1.? wrote it without version
+    if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
+        state = state[1:]
+    if not isinstance(state, tuple) or len(state) != 4 or pending.array is not None:
+        raise CheckpointError(f"numpy array state {describe(state)}")
+    shape, dtype, fortran, data = state
+    dtype = _resolve_dtype(dtype)
+    if isinstance(data, list):
+        raise UnsafePickleError("numpy object array (its items are pickled Python objects)")
+    data = vm.raw_bytes(data)
+    if fortran not in (True, False):
+        raise CheckpointError(f"numpy array order flag {describe(fortran, 20)}")
+    # A copy: numpy's unpickler gives owned, writable arrays too.
+    array = _np_array(data, dtype, _np_shape(shape), bool(fortran))
+    # numpy's own setstate gives arrays in native byte order (its _frombuffer does not).
+    pending.array = array.astype(dtype.newbyteorder("="), order="K") if not dtype.isnative \
+        else array.copy(order="K")
+
+
+def _np_frombuffer(vm, data, dtype, shape, order="C"):
+    if not isinstance(data, (bytes, bytearray)):
+        raise CheckpointError(f"numpy _frombuffer of a {type(data).__name__}")
+    if order not in ("C", "F"):
+        raise CheckpointError(f"numpy array order {describe(order, 20)}")
+    return _np_array(data, _resolve_dtype(dtype), _np_shape(shape), order == "F")
+
+
+def _np_scalar(vm, dtype, data=None):
+    dtype = _resolve_dtype(dtype)
+    data = vm.raw_bytes(data)
+    if len(data) != dtype.itemsize:
+        raise CheckpointError(f"numpy {dtype} scalar of {len(data)} bytes")
+    return np.frombuffer(data, dtype, count=1)[0]
 
 
 def _build_allowlist() -> Dict[Tuple[str, str], Any]:
@@ -197,9 +464,17 @@ def _build_allowlist() -> Dict[Tuple[str, str], Any]:
         ("_rebuild_tensor_v3", _rebuild_tensor_v3),
         ("_rebuild_parameter", _rebuild_parameter),
         ("_rebuild_parameter_with_state", _rebuild_parameter),
+        ("_rebuild_meta_tensor_no_storage", _rebuild_meta_tensor_no_storage),
+        ("_rebuild_sparse_tensor", _unsupported("a sparse tensor")),
+        ("_rebuild_qtensor", _unsupported("a quantized tensor")),
+        ("_rebuild_nested_tensor", _unsupported("a nested tensor")),
+        ("_rebuild_wrapper_subclass", _unsupported("a tensor subclass")),
+        ("_rebuild_device_tensor_from_numpy", _unsupported("a device (XLA) tensor")),
+        ("_rebuild_device_tensor_from_cpu_tensor", _unsupported("a device (XLA) tensor")),
     ):
         allow_callable("torch._utils", name, function)
     allow_callable("torch._tensor", "_rebuild_from_type_v2", _rebuild_from_type_v2)
+    allow_callable("torch.serialization", "_get_layout", _get_layout)
     allow_callable("collections", "OrderedDict", _ordered_dict)
     allow_callable("torch", "Size", _torch_size)
     allow_callable("torch", "device", _torch_device)
@@ -216,10 +491,25 @@ def _build_allowlist() -> Dict[Tuple[str, str], Any]:
     for class_name, dtype_name in dtypes.STORAGE_CLASS_DTYPES.items():
         for module in ("torch", "torch.cuda"):
             allowed[(module, class_name)] = StorageClass(f"{module}.{class_name}", dtype_name)
+    for class_name in dtypes.UNSUPPORTED_STORAGE_CLASSES:
+        for module in ("torch", "torch.cuda"):
+            allowed[(module, class_name)] = StorageClass(
+                f"{module}.{class_name}", None, f"a quantized storage (torch.{class_name})")
     for module in ("torch", "torch.storage"):
         allowed[(module, "UntypedStorage")] = StorageClass(f"{module}.UntypedStorage", None)
     for name in list(dtypes.DTYPE_BY_TORCH_NAME) + list(dtypes.TORCH_DTYPE_ALIASES):
         allowed[("torch", name)] = TorchDtype(dtypes.TORCH_DTYPE_ALIASES.get(name, name))
+    for name in dtypes.UNSUPPORTED_TORCH_DTYPES:
+        allowed[("torch", name)] = TorchDtype(name, supported=False)
+    for name in ("per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
+                 "per_channel_symmetric", "per_channel_affine_float_qparams"):
+        allowed[("torch", name)] = InertGlobal(f"torch.{name}")
+    for core in ("numpy.core", "numpy._core"):  # numpy 1.x and 2.x spell the module differently
+        allow_callable(f"{core}.multiarray", "_reconstruct", _np_reconstruct)
+        allow_callable(f"{core}.multiarray", "scalar", _np_scalar)
+        allow_callable(f"{core}.numeric", "_frombuffer", _np_frombuffer)
+    allowed[("numpy", "ndarray")] = _NUMPY_NDARRAY
+    allow_callable("numpy", "dtype", _np_dtype)
     return allowed
 
 
@@ -232,35 +522,36 @@ def resolve_global(module: str, name: str, filename: str) -> Any:
         return ALLOWED_GLOBALS[(module, name)]
     except (KeyError, TypeError):
         pass
-    if module in ("torch", "torch.cuda") and name in dtypes.UNSUPPORTED_STORAGE_CLASSES:
-        raise CheckpointError(f"{filename}: quantized storage torch.{name} is not supported")
-    raise UnsafePickleError(f"{filename}: forbidden global {module}.{name}")
+    raise UnsafePickleError(f"{filename}: forbidden global {module[:100]}.{name[:100]}")
 
 
 def parse_storage_id(pid: Any, filename: str) -> StorageRef:
     """Validate a persistent id naming a storage."""
     if not isinstance(pid, tuple) or len(pid) not in (5, 6):
-        raise CheckpointError(f"{filename}: unsupported persistent id {pid!r:.120}")
+        raise CheckpointError(f"{filename}: unsupported persistent id {describe(pid, 120)}")
     typename, storage_class, key, location, numel = pid[:5]
     view = pid[5] if len(pid) == 6 else None
     if isinstance(typename, bytes):
         typename = typename.decode("ascii", "replace")
     if typename != "storage":
-        raise CheckpointError(f"{filename}: unsupported persistent id of type {typename!r:.40}")
+        raise CheckpointError(f"{filename}: unsupported persistent id of type {describe(typename, 40)}")
     if not isinstance(storage_class, StorageClass):
-        raise CheckpointError(f"{filename}: storage type is {storage_class!r:.80}")
+        raise CheckpointError(f"{filename}: storage type is {describe(storage_class)}")
     if isinstance(key, int) and not isinstance(key, bool):
+        if key.bit_length() > 256:
+            raise CheckpointError(f"{filename}: storage key is a {key.bit_length()}-bit int")
         key = str(key)
     if not isinstance(key, str) or not key or not key.replace("_", "").isalnum() or not key.isascii():
-        raise CheckpointError(f"{filename}: bad storage key {key!r:.80}")
+        raise CheckpointError(f"{filename}: bad storage key {describe(key)}")
     if isinstance(location, bytes):
         location = location.decode("ascii", "replace")
     if not isinstance(location, str) or not _is_int(numel) or numel < 0:
-        raise CheckpointError(f"{filename}: bad storage location/size {location!r:.40}, {numel!r:.40}")
+        raise CheckpointError(
+            f"{filename}: bad storage location/size {describe(location, 40)}, {describe(numel, 40)}")
     if view is not None:
         if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)
                 and _is_int(view[1]) and _is_int(view[2]) and view[1] >= 0 and view[2] >= 0):
-            raise CheckpointError(f"{filename}: bad storage view {view!r:.80}")
+            raise CheckpointError(f"{filename}: bad storage view {describe(view)}")
     return StorageRef(key, storage_class.dtype_name, location, numel, view)
 
 
@@ -297,6 +588,10 @@ class Unpickler:
         self.end = len(data) if end is None else end
         self.stack: List[Any] = []
         self.memo: Dict[int, Any] = {}
+        self.unsupported: List[Unsupported] = []  # tensors numpy cannot hold, met so far
+        self._py2_strings: Dict[int, Tuple[str, bytes]] = {}  # id(str) -> (str, its raw bytes)
+        self._hash_counts: Dict[Tuple[int, int], int] = {}  # (id(container), hash) -> keys
+        self._heights: Dict[int, Tuple[int, Any]] = {}  # id(tuple) -> (nesting height, tuple)
 
     # -- reading the opcode stream --
 
@@ -372,24 +667,116 @@ class Unpickler:
                         f"{opcode_position}")
                 handler(self)
         except _Stop as stop:
+            if self.unsupported:
+                raise UnsupportedTensorError(
+                    f"{self.filename}: {self.unsupported[0].what} is not supported") from None
             return stop.value, self.position
-        except PickleIOError:
+        except PickleIOError as error:
+            if type(error) in (CheckpointError, UnsafePickleError) and not str(error).startswith(
+                    self.filename):  # raised by an allowlisted function: say where
+                raise type(error)(f"{self.filename}: {error} (at byte {opcode_position})") from None
             raise
         except RecursionError:
             raise CheckpointError(f"{self.filename}: pickle nests too deeply") from None
         except Exception as error:  # a malformed stream (bad types, unhashable keys...)
             raise CheckpointError(
                 f"{self.filename}: malformed pickle at byte {opcode_position}: "
-                f"{type(error).__name__}: {error}") from None
+                f"{type(error).__name__}: {describe(str(error), 200)}") from None
+
+    # -- checks on what the pickle builds --
+
+    def check_hashes(self, container: Any, keys: Any) -> None:
+        """Refuse dict keys / set members that would crash hash() (tuples nested past the depth
+        limit) or that collide (many keys of one hash make each insertion scan the others).
+        str and bytes are skipped: their hashes are randomized per process."""
+        counts = self._hash_counts
+        limit = LIMITS.max_equal_hashes
+        container_id = id(container) if container is not None else id(keys)
+        for key in keys:
+            kind = type(key)
+            if kind is str or kind is bytes:
+                continue
+            if kind is tuple or kind is frozenset:
+                self._check_height(key)
+            try:
+                slot = (container_id, hash(key))
+            except TypeError:
+                raise CheckpointError(
+                    f"{self.filename}: a {kind.__name__} used as a dict key or set member "
+                    "(unhashable)") from None
+            count = counts.get(slot, 0) + 1
+            if count > limit:
+                raise CheckpointError(
+                    f"{self.filename}: more than {limit} keys of one dict or set share a hash "
+                    "value (a hash-collision attack; pickle_io.LIMITS.max_equal_hashes)")
+            counts[slot] = count
+
+    def _check_height(self, root: Any) -> None:
+        """Raise if tuples/frozensets nest deeper than the limit under `root` (hash() of a
+        1M-deep tuple overflows the C stack). Each tuple is measured once."""
+        heights, limit = self._heights, LIMITS.max_depth
+        if id(root) in heights:
+            return
+        stack: List[Any] = [[root, iter(root), 0]]
+        while stack:
+            frame = stack[-1]
+            for child in frame[1]:
+                kind = type(child)
+                if kind is tuple or kind is frozenset:
+                    known = heights.get(id(child))
+                    if known is None:
+                        if len(stack) >= limit:
+                            raise _too_deep(self.filename)
+                        stack.append([child, iter(child), 0])
+                        break
+                    frame[2] = max(frame[2], known[0])
+            else:
+                stack.pop()
+                height = frame[2] + 1
+                if height > limit:
+                    raise _too_deep(self.filename)
+                heights[id(frame[0])] = (height, frame[0])  # keeps it alive: ids stay unique
+                if stack:
+                    stack[-1][2] = max(stack[-1][2], height)
+
+    def insert_pairs(self, target: dict, items: List[Any]) -> None:
+        """target[key] = value for the (key, value, key, value, ...) list, checked."""
+        keys = items[0::2]
+        if not _RANDOMIZED_HASH_TYPES.issuperset(map(type, keys)):
+            self.check_hashes(target, keys)
+        values = items[1::2]
+        target.update(zip(keys, values))
+        if self.unsupported:
+            for key, value in zip(keys, values):
+                if type(value) is Unsupported:
+                    raise UnsupportedTensorError(
+                        f"{self.filename}: tensor {describe(key)}: {value.what} is not supported")
+
+    def raw_bytes(self, data: Any) -> bytes:
+        """Bytes a numpy reconstructor was given: bytes, or a Python 2 str (its raw bytes)."""
+        if isinstance(data, (bytes, bytearray)):
+            return data
+        if isinstance(data, str):
+            known = self._py2_strings.get(id(data))
+            if known is not None and known[0] is data:
+                return known[1]
+            try:
+                return data.encode("latin1")
+            except UnicodeEncodeError:
+                pass
+        raise CheckpointError(f"{self.filename}: numpy data is a {type(data).__name__}, not bytes")
 
     # -- calling allowlisted globals --
 
     def _call(self, function: Any, args: Any, opcode: str) -> Any:
         if not isinstance(function, AllowedCallable):
-            raise UnsafePickleError(f"{self.filename}: {opcode} applied to {function!r:.80}")
+            raise UnsafePickleError(f"{self.filename}: {opcode} applied to {describe(function)}")
         if not isinstance(args, tuple):
             raise CheckpointError(f"{self.filename}: {opcode} arguments are not a tuple")
-        return function.function(self, *args)
+        result = function.function(self, *args)
+        if type(result) is Unsupported:
+            self.unsupported.append(result)
+        return result
 
     def _global(self, module: Any, name: Any) -> Any:
         if not isinstance(module, str) or not isinstance(name, str):
@@ -399,6 +786,11 @@ class Unpickler:
     def _persistent_load(self, pid: Any) -> Any:
         if self.source is None:
             raise UnsafePickleError(f"{self.filename}: persistent id in a pickle that allows none")
+        if isinstance(pid, tuple) and len(pid) > 1 and isinstance(pid[1], StorageClass) \
+                and pid[1].unsupported:
+            marker = Unsupported(pid[1].unsupported)
+            self.unsupported.append(marker)
+            return marker
         return self.source.storage(parse_storage_id(pid, self.filename))
 
     # -- opcodes, grouped as in pickletools --
@@ -480,20 +872,31 @@ class Unpickler:
         self.stack.append(False)
 
     # strings and bytes
+    def _push_py2_string(self, raw: bytes) -> None:
+        # A Python 2 str: torch.load decodes it as UTF-8 (its default encoding); we fall back
+        # to latin-1 where that fails. numpy's reconstructors get the raw bytes back.
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin1")
+        if not raw.isascii():  # ASCII text re-encodes to the same bytes
+            self._py2_strings[id(text)] = (text, raw)
+        self.stack.append(text)
+
     def op_string(self):
         line = self._read_line().rstrip(b"\r")
         if len(line) < 2 or line[:1] != line[-1:] or line[:1] not in (b"'", b'"'):
             raise CheckpointError(f"{self.filename}: STRING argument is not quoted")
-        self.stack.append(codecs.escape_decode(line[1:-1])[0].decode("latin1"))
+        self._push_py2_string(codecs.escape_decode(line[1:-1])[0])
 
     def op_binstring(self):
         length = int.from_bytes(self._read(4), "little", signed=True)
         if length < 0:
             raise CheckpointError(f"{self.filename}: negative BINSTRING length")
-        self.stack.append(self._read(length).decode("latin1"))
+        self._push_py2_string(bytes(self._read(length)))
 
     def op_short_binstring(self):
-        self.stack.append(self._read(self._read_byte()).decode("latin1"))
+        self._push_py2_string(bytes(self._read(self._read_byte())))
 
     def op_unicode(self):
         self.stack.append(self._read_line().decode("raw_unicode_escape"))
@@ -568,7 +971,9 @@ class Unpickler:
 
     def op_dict(self):
         items = self._pop_mark()
-        self.stack.append(self._pairs_into({}, items))
+        result: dict = {}
+        self.stack.append(result)
+        self._pairs_into(result, items)
 
     def op_setitem(self):
         value = self._pop()
@@ -584,8 +989,7 @@ class Unpickler:
             raise CheckpointError(f"{self.filename}: SETITEM(S) on a {type(target).__name__}")
         if len(items) % 2:
             raise CheckpointError(f"{self.filename}: odd number of dict items")
-        for index in range(0, len(items), 2):
-            target[items[index]] = items[index + 1]
+        self.insert_pairs(target, items)
         return target
 
     def op_empty_set(self):
@@ -596,10 +1000,13 @@ class Unpickler:
         target = self._top()
         if not isinstance(target, set):
             raise CheckpointError(f"{self.filename}: ADDITEMS on a {type(target).__name__}")
+        self.check_hashes(target, items)
         target.update(items)
 
     def op_frozenset(self):
-        self.stack.append(frozenset(self._pop_mark()))
+        items = self._pop_mark()
+        self.check_hashes(None, items)
+        self.stack.append(frozenset(items))
 
     # memo
     def _get(self, index: int) -> None:
@@ -676,16 +1083,28 @@ class Unpickler:
     def op_build(self):
         state = self._pop()
         target = self._top()
+        kind = type(target)
+        if kind is PendingDtype:
+            _build_dtype(self, target, state)
+            return
+        if kind is PendingArray:
+            _build_array(self, target, state)
+            return
         if isinstance(state, tuple) and len(state) == 2 and state[1] is None:
             state = state[0]  # (dict state, slot state) with no slots
-        if not isinstance(target, collections.OrderedDict):
-            raise UnsafePickleError(f"{self.filename}: BUILD on a {type(target).__name__}")
+        if kind is not collections.OrderedDict:
+            raise UnsafePickleError(f"{self.filename}: BUILD on a {kind.__name__}")
         if state is None:
             return
-        if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
+        if not isinstance(state, dict) or not all(type(key) is str for key in state):
             raise CheckpointError(f"{self.filename}: BUILD state is not a dict of attributes")
         if any(key.startswith("__") for key in state):
             raise UnsafePickleError(f"{self.filename}: BUILD sets a dunder attribute")
+        shadowing = [key for key in state if hasattr(collections.OrderedDict, key)]
+        if shadowing:
+            raise CheckpointError(
+                f"{self.filename}: BUILD sets attribute {describe(shadowing[0], 40)}, which would "
+                "hide the OrderedDict method of that name")
         # A state dict's `_metadata` is an attribute of the OrderedDict, never an item.
         vars(target).update(state)
 
@@ -728,6 +1147,13 @@ _OPCODE_HANDLERS = {
     b"P": Unpickler.op_persid, b"Q": Unpickler.op_binpersid,
 }
 _DISPATCH = {code[0]: handler for code, handler in _OPCODE_HANDLERS.items()}
+_RANDOMIZED_HASH_TYPES = frozenset((str, bytes))
+
+
+def _too_deep(filename: str) -> CheckpointError:
+    return CheckpointError(
+        f"{filename}: containers nest deeper than {LIMITS.max_depth} levels "
+        "(pickle_io.LIMITS.max_depth)")
 
 
 def unpickle(data: Any, *, filename: str, source: Optional[TensorSource] = None,

@@ -11,14 +11,18 @@ offset needs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, List, Sequence, Tuple
+from typing import Any, BinaryIO, Dict, List, Sequence, Tuple
 
 from isal.isal_zlib import crc32  # ISA-L's CRC-32: zlib's results, about 4x its speed
+from pickle_io.atomic_file import IOV_MAX, preallocate, writev_all
 from pickle_io.errors import CheckpointError
+from pickle_io.limits import LIMITS
 
 ALIGNMENT = 64
 # Sizes and offsets at or above this are written in ZIP64 extra fields. A module constant so
@@ -42,7 +46,13 @@ _FLAG_ENCRYPTED = 0x1
 _FLAG_UTF8 = 0x800
 _STORED, _DEFLATED = 0, 8
 _MAX_COMMENT = 0xFFFF
-CACHED_PIECE = 2**20  # bytes written, then hashed while still in the CPU cache
+_SMALL_RECORD = 2**20  # records this small may inflate past the ratio limit (zero padding)
+# Payloads of HASHED_ALONGSIDE bytes or more are hashed by a second thread while they are written,
+# when they add up to OVERLAP_FROM bytes or more (below that, waking a thread costs more than the
+# hashing it would hide, on a busy machine many times more).
+HASHED_ALONGSIDE = 2**20
+OVERLAP_FROM = 2**26
+WRITE_BATCH = 2**22  # bytes gathered before a writev
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,17 @@ class ZipReader:
         self.entries: Dict[str, ZipEntry] = {}
         self.directory_start = 0
         self._read_directory()
+        self._entry_limits = self._disjoint_ranges()
+
+    def _disjoint_ranges(self) -> Dict[int, int]:
+        """header offset -> where the next entry (or the central directory) starts. Every
+        payload must end there: entries whose bytes overlap are refused (400 storage records
+        over one payload would make an owned load allocate 400 copies)."""
+        offsets = sorted(entry.header_offset for entry in self.entries.values())
+        for first, second in zip(offsets, offsets[1:]):
+            if first == second:
+                raise CheckpointError(f"{self.filename}: two zip entries share one local header")
+        return dict(zip(offsets, offsets[1:] + [self.directory_start]))
 
     def _pread(self, size: int, offset: int) -> bytes:
         if offset < 0 or size < 0 or offset + size > self.file_size:
@@ -181,8 +202,9 @@ class ZipReader:
             raise CheckpointError(f"{self.filename}: bad local header for {entry.name!r}")
         name_length, extra_length = fields[9], fields[10]
         offset = entry.header_offset + _LOCAL_HEADER.size + name_length + extra_length
-        if offset + entry.compressed_size > self.directory_start:
-            raise CheckpointError(f"{self.filename}: zip entry {entry.name!r} runs past its end")
+        if offset + entry.compressed_size > self._entry_limits[entry.header_offset]:
+            raise CheckpointError(f"{self.filename}: zip entry {entry.name!r} overlaps the next "
+                                  "entry or runs past its end")
         return offset
 
     def stored_offset(self, entry: ZipEntry) -> int:
@@ -196,8 +218,23 @@ class ZipReader:
         """An entry's uncompressed bytes (DEFLATED ones inflated, never beyond their stated size)."""
         if entry.method == _STORED:
             return self._pread(entry.size, self.stored_offset(entry))
+        self._check_inflated_size(entry)
         data = self._pread(entry.compressed_size, self.payload_offset(entry))
         return inflate(data, entry.size, f"{self.filename}: {entry.name}")
+
+
+    def _check_inflated_size(self, entry: ZipEntry) -> None:
+        """Bound what a DEFLATED record may inflate to, before inflating anything."""
+        what = f"{self.filename}: zip entry {entry.name!r}"
+        ratio = LIMITS.max_inflate_ratio
+        if entry.size > _SMALL_RECORD and entry.size > ratio * entry.compressed_size:
+            raise CheckpointError(
+                f"{what} would inflate {entry.compressed_size} bytes to {entry.size} (more than "
+                f"{ratio}x; pickle_io.LIMITS.max_inflate_ratio)")
+        if entry.name.endswith(".pkl") and entry.size > LIMITS.max_pickle_bytes:
+            raise CheckpointError(
+                f"{what}: a pickle of {entry.size} bytes inflated (more than "
+                f"{LIMITS.max_pickle_bytes}; pickle_io.LIMITS.max_pickle_bytes)")
 
 
 def inflate(data: bytes, size: int, what: str) -> bytes:
@@ -235,22 +272,24 @@ def _zip64_extra(values: Sequence[int]) -> bytes:
     return struct.pack(f"<HH{len(values)}Q", _ZIP64_EXTRA_ID, 8 * len(values), *values)
 
 
+_PADDING_FIELDS = [struct.pack("<HH", _PADDING_EXTRA_ID, padding) + b"Z" * padding
+                   for padding in range(ALIGNMENT)]
+
+
 def place_records(records: Sequence[Tuple[str, memoryview]]) -> Tuple[List[PlacedRecord], int]:
     """Where each record's local header and payload go, and where the central directory starts."""
     placed = []
     offset = 0
+    pack_header = _LOCAL_HEADER.pack
     for name, payload in records:
         encoded = name.encode("utf-8")
         size = payload.nbytes
         zip64 = size >= ZIP64_LIMIT
         header_length, padding = _local_header_length(encoded, zip64, offset)
-        extra = (_zip64_extra([size, size]) if zip64 else b"") + struct.pack(
-            "<HH", _PADDING_EXTRA_ID, padding) + b"Z" * padding
+        extra = (_zip64_extra([size, size]) if zip64 else b"") + _PADDING_FIELDS[padding]
         stated = 0xFFFFFFFF if zip64 else size
-        header = _LOCAL_HEADER.pack(_LOCAL_SIGNATURE, 45 if zip64 else 20, _FLAG_UTF8, _STORED,
-                                    0, 0, 0, stated, stated, len(encoded), len(extra))
-        header += encoded + extra
-        assert len(header) == header_length
+        header = pack_header(_LOCAL_SIGNATURE, 45 if zip64 else 20, _FLAG_UTF8, _STORED,
+                             0, 0, 0, stated, stated, len(encoded), len(extra)) + encoded + extra
         placed.append(PlacedRecord(encoded, payload, offset, header, offset + header_length))
         offset += header_length + size
     return placed, offset
@@ -263,17 +302,24 @@ def _clamp(value: int, limit: int) -> int:
 
 def _central_directory(placed: Sequence[PlacedRecord], crcs: Sequence[int], start: int) -> bytes:
     parts = []
+    pack_header = _CENTRAL_HEADER.pack
     for record, crc in zip(placed, crcs):
         size = record.payload.nbytes
+        offset = record.header_offset
+        if size < ZIP64_LIMIT and offset < ZIP64_LIMIT:  # the usual case: no ZIP64 field
+            parts.append(pack_header(
+                _CENTRAL_SIGNATURE, 20, 0, 20, 0, _FLAG_UTF8, _STORED, 0, 0, crc, size, size,
+                len(record.name), 0, 0, 0, 0, 0, offset))
+            parts.append(record.name)
+            continue
         # ZIP64 extra order is fixed: size, compressed size, header offset (those that overflow).
         values = ([size, size] if size >= ZIP64_LIMIT else []) + (
-            [record.header_offset] if record.header_offset >= ZIP64_LIMIT else [])
-        extra = _zip64_extra(values) if values else b""
-        version = 45 if values else 20
-        parts.append(_CENTRAL_HEADER.pack(
-            _CENTRAL_SIGNATURE, version, 0, version, 0, _FLAG_UTF8, _STORED, 0, 0, crc,
+            [offset] if offset >= ZIP64_LIMIT else [])
+        extra = _zip64_extra(values)
+        parts.append(pack_header(
+            _CENTRAL_SIGNATURE, 45, 0, 45, 0, _FLAG_UTF8, _STORED, 0, 0, crc,
             _clamp(size, 0xFFFFFFFF), _clamp(size, 0xFFFFFFFF), len(record.name), len(extra),
-            0, 0, 0, 0, _clamp(record.header_offset, 0xFFFFFFFF)))
+            0, 0, 0, 0, _clamp(offset, 0xFFFFFFFF)))
         parts.append(record.name)
         parts.append(extra)
     directory = b"".join(parts)
@@ -289,6 +335,10 @@ def _central_directory(placed: Sequence[PlacedRecord], crcs: Sequence[int], star
     return directory + end
 
 
+def _with_crc(header: bytes, crc: int) -> bytes:
+    return header[:14] + crc.to_bytes(4, "little") + header[18:]
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
     while len(view):
@@ -300,31 +350,59 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
 def write_zip(fd: int, records: Sequence[Tuple[str, memoryview]]) -> None:
     """Write a STORED, 64-byte-aligned ZIP of `records` (name, bytes) to the empty file `fd`.
 
-    Payloads go straight from the callers' buffers to the file, each piece hashed right after it
-    is written (while it is still in the CPU cache); the local headers are filled in once the
-    CRCs are known.
+    Everything is written front to back in few large `writev` calls, straight from the callers'
+    buffers. Payloads are hashed just before their header is written, except large ones (see
+    HASHED_ALONGSIDE): a second thread hashes those while they are written (ISA-L releases the
+    GIL), and their headers' CRC fields are filled in afterwards.
     """
     placed, directory_start = place_records(records)
-    crcs = [_write_hashing(fd, record) for record in placed]
-    write_headers(fd, placed, crcs, directory_start)
+    preallocate(fd, directory_start)
+    alongside = [index for index, record in enumerate(placed)
+                 if record.payload.nbytes >= HASHED_ALONGSIDE]
+    if sum(placed[index].payload.nbytes for index in alongside) < OVERLAP_FROM:
+        alongside = []
+    with ThreadPoolExecutor(1) if alongside else contextlib.nullcontext() as hasher:
+        if alongside:  # one task, so the thread is woken once
+            hashed = hasher.submit(lambda: [crc32(placed[index].payload) for index in alongside])
+        crcs = _write_records(fd, placed, set(alongside))
+        if alongside:
+            for index, crc in zip(alongside, hashed.result()):
+                crcs[index] = crc
+    for index in alongside:
+        os.pwrite(fd, crcs[index].to_bytes(4, "little"), placed[index].header_offset + 14)
+    _pwrite_all(fd, memoryview(_central_directory(placed, crcs, directory_start)),
+                directory_start)
 
 
-def _write_hashing(fd: int, record: PlacedRecord) -> int:
-    """Write one payload a piece at a time, hashing each piece just after writing it."""
-    crc = 0
-    for start in range(0, record.payload.nbytes, CACHED_PIECE):
-        piece = record.payload[start:start + CACHED_PIECE]
-        _pwrite_all(fd, piece, record.payload_offset + start)
-        crc = crc32(piece, crc)
-    return crc
+def _write_records(fd: int, placed: Sequence[PlacedRecord], hashed_elsewhere: set) -> List[Any]:
+    """Write every local header and payload in order; the CRCs computed here (None for records
+    in `hashed_elsewhere`, whose headers go out with a zero CRC)."""
+    crcs: List[Any] = [None] * len(placed)
+    pending: List[Any] = []  # buffers not yet written
+    pending_bytes = 0
+    for index, record in enumerate(placed):
+        payload = record.payload
+        if payload.format != "B" or payload.ndim != 1:
+            payload = payload.cast("B")
+        if index in hashed_elsewhere:
+            pending.append(record.header)
+        else:
+            crcs[index] = crc32(payload)
+            pending.append(_with_crc(record.header, crcs[index]))
+        pending.append(payload)
+        pending_bytes += len(record.header) + len(payload)
+        if pending_bytes >= WRITE_BATCH or len(pending) >= IOV_MAX:
+            writev_all(fd, pending)
+            pending, pending_bytes = [], 0
+    writev_all(fd, pending)
+    return crcs
 
 
 def write_headers(fd: int, placed: Sequence[PlacedRecord], crcs: Sequence[int],
                   directory_start: int) -> None:
-    """Write the local headers (with their CRCs) and the central directory around payloads."""
+    """Write the local headers (with their CRCs) and the central directory around payloads
+    already written in place (for a caller that writes the payloads itself)."""
     for record, crc in zip(placed, crcs):
-        header = bytearray(record.header)
-        struct.pack_into("<L", header, 14, crc)
-        _pwrite_all(fd, memoryview(header), record.header_offset)
+        _pwrite_all(fd, memoryview(_with_crc(record.header, crc)), record.header_offset)
     _pwrite_all(fd, memoryview(_central_directory(placed, crcs, directory_start)),
                 directory_start)

@@ -11,8 +11,10 @@ It answers what `huggingface_hub.hf_hub_download` asks (see REFERENCE.md section
 
 Repos live in `<folder>/<repo_id>/<revision>/<path>`; a revision (branch or tag) gets a commit hash
 derived from its contents, and the commit hash works as a revision too. Faults can be injected per
-file: a truncated body, a wrong etag, a body that stalls. Every request is logged in `requests`
-(and its Authorization header, if any, in `authorizations`).
+file: a truncated body, a wrong etag, a body that stalls. A hostile mode (`set_hostile`) lies as an
+attacker would: an ETag or commit that is a path (`../../x`), a body that never ends or is larger
+than the size declared. Every request is logged in `requests` (and its Authorization header, if any,
+in `authorizations`); `body_bytes_sent` counts what hostile bodies sent.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ from urllib.parse import quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ckpt", ".npz")
 FAULTS = ("truncate", "wrong_etag", "stall")
+HOSTILE_BODIES = ("endless", "oversize", "unsized")
+ENDLESS_CAP = 256 * 2**20  # an "endless" body stops here, should a client keep reading
+
+
+@dataclass
+class Hostility:
+    """What a hostile server sends for one file instead of the truth (None: the truth)."""
+
+    etag: Optional[str] = None  # the ETag (X-Linked-Etag for an LFS file), sent as is
+    commit: Optional[str] = None  # the X-Repo-Commit
+    body: Optional[str] = None  # "endless": chunked, never ends; "oversize": twice the declared size;
+    # "unsized": HEAD and GET declare no size, the GET body is chunked
 
 
 @dataclass
@@ -47,6 +61,8 @@ class HubServer:
     requests: List[Tuple[str, str]] = field(default_factory=list)  # (method, path)
     authorizations: List[str] = field(default_factory=list)  # Authorization headers received
     protected: Dict[str, Tuple[str, bool]] = field(default_factory=dict)  # repo_id -> (token, gated)
+    hostile: Dict[Tuple[str, str], Hostility] = field(default_factory=dict)  # (repo_id, path) -> lies
+    body_bytes_sent: int = 0
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -98,6 +114,14 @@ class HubServer:
         GETs (None: all)."""
         assert kind in FAULTS, kind
         self.faults[(repo_id, path)] = Fault(kind, times)
+
+    def set_hostile(
+        self, repo_id: str, path: str, *, etag: Optional[str] = None, commit: Optional[str] = None, body: Optional[str] = None
+    ) -> None:
+        """Lie about `path` on every request: send `etag` as its ETag, `commit` as X-Repo-Commit,
+        and a `body` of HOSTILE_BODIES instead of its bytes."""
+        assert body is None or body in HOSTILE_BODIES, body
+        self.hostile[(repo_id, path)] = Hostility(etag, commit, body)
 
     def protect(self, repo_id: str, token: str, gated: bool = False) -> None:
         """Serve `repo_id` only to requests with `Authorization: Bearer <token>`: others get what the
@@ -202,20 +226,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{file_path} does not exist", commit=commit)
         data = file.read_bytes()
         wrong = self.command == "HEAD" and self.hub._take_fault(repo_id, file_path, ("wrong_etag",)) is not None
+        lies = self.hub.hostile.get((repo_id, file_path), Hostility())
+        commit = lies.commit if lies.commit is not None else commit
         if (repo_id, branch, file_path) in self.hub.lfs_files:
             sha256 = hashlib.sha256(data + (b"!" if wrong else b"")).hexdigest()
             real_sha256 = hashlib.sha256(data).hexdigest()
             self.send_response(302)
             self.send_header("Location", f"http://localhost:{self.hub.port}/lfs/{real_sha256}")
             self.send_header("X-Repo-Commit", commit)
-            self.send_header("X-Linked-Etag", f'"{sha256}"')
-            self.send_header("X-Linked-Size", str(len(data)))
+            self.send_header("X-Linked-Etag", lies.etag if lies.etag is not None else f'"{sha256}"')
+            if lies.body != "unsized":
+                self.send_header("X-Linked-Size", str(len(data)))
             self.send_header("ETag", f'"{_git_sha1(b"version https://git-lfs.github.com/spec/v1")}"')
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        etag = _git_sha1(data + (b"!" if wrong else b""))
-        self._send_bytes(data, {"X-Repo-Commit": commit, "ETag": f'"{etag}"'}, send_body, (repo_id, file_path))
+        etag = f'"{_git_sha1(data + (b"!" if wrong else b""))}"' if lies.etag is None else lies.etag
+        self._send_bytes(data, {"X-Repo-Commit": commit, "ETag": etag}, send_body, (repo_id, file_path))
 
     def _lfs_blob(self, sha256: str, send_body: bool) -> None:
         found = self.hub._blob_by_sha256(sha256)
@@ -225,6 +252,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_bytes(data, {"ETag": f'"{sha256}"'}, send_body, (repo_id, path))
 
     def _send_bytes(self, data: bytes, headers: Dict[str, str], send_body: bool, key: Tuple[str, str]) -> None:
+        lies = self.hub.hostile.get(key)
+        if lies is not None and lies.body is not None and (send_body or lies.body == "unsized"):
+            return self._send_hostile_body(data, headers, lies.body, send_body)
         start = 0
         range_header = self.headers.get("Range", "")
         if send_body and range_header.startswith("bytes=") and range_header.endswith("-"):
@@ -249,6 +279,37 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "stall":
             time.sleep(600)
         self.close_connection = True
+
+    def _send_hostile_body(self, data: bytes, headers: Dict[str, str], kind: str, send_body: bool) -> None:
+        """"oversize": Content-Length and body twice the file; "endless"/"unsized": a chunked body
+        that repeats the file until the client hangs up (or ENDLESS_CAP)."""
+        self.send_response(200)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if kind == "oversize":
+            self.send_header("Content-Length", str(2 * len(data)))
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if not send_body:  # a HEAD: headers only
+            return
+        block = (data or b"x") * max(1, 65536 // max(1, len(data)))
+        try:
+            if kind == "oversize":
+                self.wfile.write(data + data)
+                self._count(2 * len(data))
+                return
+            while self.hub.body_bytes_sent < ENDLESS_CAP:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                self._count(len(block))
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def _count(self, sent: int) -> None:
+        with self.hub._lock:
+            self.hub.body_bytes_sent += sent
 
     def _api(self, route: str) -> None:
         repo_id, revision, tree = route, "main", False

@@ -56,5 +56,7 @@ def test_concurrent_registrations_leave_one_copy_and_a_complete_toml(tmp_path):
     assert len(os.listdir(root / "artifacts")) == CONTENTS
     assert len(os.listdir(root / "blobs")) == CONTENTS
     assert os.listdir(root / ".staging") == []  # no debris
-    assert sorted(os.listdir(root)) == [".staging", "Artifacts.toml", "Artifacts.toml.lock", "artifacts", "blobs"]
+    assert sorted(os.listdir(root)) == [
+        ".staging", "Artifacts.toml", "Artifacts.toml.lock", "Artifacts.toml.previous", "artifacts", "blobs"
+    ]
     assert store.verify() == []

@@ -1,5 +1,6 @@
 """The main job (`make demo` runs `python -m bridge.demo`) works from a clean directory."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,3 +20,6 @@ def test_demo_runs_offline_and_checks_every_step(tmp_path):
     # The demo keeps its store inside its output folder.
     store = tmp_path / "demo-output" / "hgf-bridge-home" / "Artifacts.toml"
     assert "demo/tiny-gpt2/pytorch_model.bin" in store.read_text()
+    # Special-token ids lie inside the vocabulary, so transformers loads the model without a warning.
+    config = json.loads((tmp_path / "demo-output" / "tiny-gpt2" / "config.json").read_text())
+    assert 0 <= config["bos_token_id"] < config["vocab_size"] and 0 <= config["eos_token_id"] < config["vocab_size"]

@@ -20,6 +20,7 @@ from bridge.artifacts import (
     DownloadError,
     EntryNotFoundError,
     HashMismatchError,
+    InvalidNameError,
     NotCachedError,
     RepoNotFoundError,
     RevisionNotFoundError,
@@ -266,3 +267,14 @@ def test_server_answers_the_clients_listing_and_snapshot_calls(hub):
         REPO, cache_dir=os.environ["HF_HUB_CACHE"], endpoint=hub.endpoint, token=False
     )
     assert (Path(snapshot) / "model.safetensors").read_bytes() == WEIGHTS
+
+
+@pytest.mark.parametrize("filename", ["../secret.txt", "sub/../../secret.txt", "/etc/passwd", "..", "", "a\\b"])
+def test_file_names_that_leave_the_model_are_refused(hub, tmp_path, filename):
+    (tmp_path / "secret.txt").write_text("outside")
+    model = tmp_path / "model"
+    model.mkdir()
+    for source in (model, REPO):
+        with pytest.raises(InvalidNameError, match="expected a relative path|not a file name"):
+            fetch_file(source, filename)
+    assert ArtifactStore().names() == []

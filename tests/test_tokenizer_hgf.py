@@ -79,3 +79,32 @@ def test_hgf_hub_repo_without_tokenizer_files(hub_server):
     hub_server.add_file("org/weights-only", "config.json", b'{"model_type": "bert"}')
     with pytest.raises(BridgeError, match="tokenizer.json"):
         hgf("org/weights-only:tokenizer")
+
+
+def test_hgf_hub_llama3_repo_with_a_chat_template_file_then_offline(hub_server, tmp_path, monkeypatch):
+    """A Llama-3-style repo whose chat template lives in chat_template.jinja, as newer repos keep it."""
+    import tokenizer_families as families
+
+    local = families.write_llama3(tmp_path / "llama3")
+    config = json.loads((local / "tokenizer_config.json").read_text())
+    template = config.pop("chat_template")
+    (local / "tokenizer_config.json").write_text(json.dumps(config))
+    (local / "chat_template.jinja").write_text(template, encoding="utf-8")
+    repo = "meta-llama/Tiny-Llama-3"
+    for path in local.iterdir():
+        hub_server.add_file(repo, path.name, path.read_bytes())
+
+    messages = [{"role": "user", "content": "Hi there 😀"}]
+    theirs = AutoTokenizer.from_pretrained(local)
+    expected = theirs.apply_chat_template(messages, add_generation_prompt=True, date_string="1 Jan 2025")
+    tokenizer = hgf(f"{repo}:tokenizer")
+    assert tokenizer.family == "tokenizers"
+    for text in TEXTS:  # no pad token (as Llama 3 ships): compare unpadded
+        assert tokenizer(text, return_offsets_mapping=True) == dict(theirs(text, return_offsets_mapping=True))
+    assert tokenizer.apply_chat_template(messages, add_generation_prompt=True, date_string="1 Jan 2025") == dict(expected)
+
+    hub_server.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tokenizer = hgf(f"{repo}:tokenizer")
+    assert tokenizer.chat_template == template
+    assert tokenizer.apply_chat_template(messages, add_generation_prompt=True, date_string="1 Jan 2025") == dict(expected)

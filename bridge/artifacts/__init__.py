@@ -18,13 +18,19 @@ from bridge.artifacts.errors import (
     DownloadError,
     EntryNotFoundError,
     HashMismatchError,
+    HostileServerError,
+    InvalidNameError,
     NotCachedError,
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceFileError,
+    StoreIOError,
+    StoreLayoutError,
 )
 from bridge.artifacts.hubclient import DEFAULT_REVISION
-from bridge.artifacts.store import ArtifactProblem, ArtifactStore, artifact_name, default_root
+from bridge.artifacts.manifest import ManifestDamagedError, ManifestError
+from bridge.artifacts.names import artifact_name
+from bridge.artifacts.store import ArtifactProblem, ArtifactStore, default_root
 
 __all__ = [
     "ArtifactStore",
@@ -37,10 +43,16 @@ __all__ = [
     "DownloadError",
     "EntryNotFoundError",
     "HashMismatchError",
+    "HostileServerError",
+    "InvalidNameError",
+    "ManifestDamagedError",
+    "ManifestError",
     "NotCachedError",
     "RepoNotFoundError",
     "RevisionNotFoundError",
     "SourceFileError",
+    "StoreIOError",
+    "StoreLayoutError",
 ]
 
 

@@ -15,6 +15,20 @@ class ArtifactMissingError(BridgeError, KeyError):
         return str(self.args[0])
 
 
+class InvalidNameError(BridgeError, ValueError):
+    """An artifact name or file name the store refuses: empty, whitespace only, `.`/`..`, or not
+    encodable as UTF-8 (a lone surrogate)."""
+
+
+class StoreLayoutError(BridgeError):
+    """A directory or file of the store's own layout that is a symlink or of the wrong kind: the
+    store never follows a link out of its root, so it stops and names the path."""
+
+
+class StoreIOError(BridgeError):
+    """The store could not write (read-only, permission denied, disk full): nothing was bound."""
+
+
 class HashMismatchError(BridgeError):
     """Bytes that do not hash to what the Hub (or the caller) said they should."""
 
@@ -37,3 +51,8 @@ class EntryNotFoundError(BridgeError, FileNotFoundError):
 
 class DownloadError(BridgeError):
     """The Hub could not be reached, or a download broke off or came back inconsistent."""
+
+
+class HostileServerError(DownloadError):
+    """The Hub (or a mirror) answered with headers or a body that no Hub sends: an ETag or commit
+    that is not a hex hash, or a body larger than the size it declared. Nothing was written."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import re
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,18 @@ MODE_SYMLINK = "120000"
 MODE_DIRECTORY = "40000"
 
 READ_CHUNK = 8 * 1024 * 1024
+_SHA1_HEX = re.compile(r"[0-9a-f]{40}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def is_sha1_hex(value: object) -> bool:
+    """Whether `value` is a git object hash as git writes it: 40 lowercase hex digits."""
+    return isinstance(value, str) and _SHA1_HEX.fullmatch(value) is not None
+
+
+def is_sha256_hex(value: object) -> bool:
+    """Whether `value` is a sha256 as the Hub and the store write it: 64 lowercase hex digits."""
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
 def blob_header(size: int) -> bytes:

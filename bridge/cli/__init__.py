@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run `hgf ARGS...`; returns the exit status (0 success, 1 bad input, 2 usage)."""
+    from bridge.cli.terminal import printable
     from bridge.errors import BridgeError
     from pickle_io import PickleIOError
 
@@ -41,7 +42,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.run(args) or 0
     except (BridgeError, PickleIOError, FileNotFoundError) as error:
-        print(f"hgf {args.command}: error: {error}", file=sys.stderr)
+        print(printable(f"hgf {args.command}: error: {error}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from bridge.artifacts import ArtifactStore
+from bridge.artifacts.names import canonical_name
+from bridge.cli.terminal import printable
 from bridge.errors import SpecError
 
 
@@ -51,21 +53,28 @@ def run_get(args: argparse.Namespace) -> int:
     spec = parse_spec(args.spec)
     if not args.files:
         result = hgf(args.spec)
-        print(result if spec.item == CONFIG_ITEM else f"{args.spec}: {type(result).__name__}")
+        if spec.item == CONFIG_ITEM:
+            print(result)
+        else:
+            parts = result if isinstance(result, tuple) else (result,)  # no item: (tokenizer, model)
+            print(f"{args.spec}: " + " and ".join(_describe(part) for part in parts))
         return 0
     if spec.item is not None:
         raise SpecError(f"with FILEs, SPEC is '<repo_id>[@<revision>]' without an item, not {args.spec!r}")
     for filename in args.files:
-        print(fetch_file(spec.source, filename, revision=spec.revision))
+        print(printable(str(fetch_file(spec.source, filename, revision=spec.revision))))
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
     store = ArtifactStore()
+    store.check_layout()
     table = store.manifest.read()
     for name, entry in sorted(table.items()):
         directory = store.artifacts_dir / entry["git-tree-sha1"]
-        print(f"{name}\t{entry['git-tree-sha1']}\t{entry.get('size', '?')}\t{directory}")
+        print(f"{printable(name)}\t{entry['git-tree-sha1']}\t{entry.get('size', '?')}\t{printable(str(directory))}")
+    if not table:
+        print(f"no artifacts in {printable(str(store.root))} (register one with `hgf get` or `hgf artifacts register`)")
     return 0
 
 
@@ -73,16 +82,16 @@ def run_verify(args: argparse.Namespace) -> int:
     store = ArtifactStore()
     problems = store.verify()
     for problem in problems:
-        print(f"{problem.name}: {problem.reason} ({problem.path})")
+        print(f"{printable(problem.name)}: {printable(problem.reason)} ({printable(str(problem.path))})")
     if not problems:
-        print(f"all {len(store.names())} artifacts intact in {store.root}")
+        print(f"all {len(store.names())} artifacts intact in {printable(str(store.root))}")
     return 1 if problems else 0
 
 
 def run_gc(args: argparse.Namespace) -> int:
     paths = ArtifactStore().gc(dry_run=args.dry_run)
     for path in paths:
-        print(f"{'would remove' if args.dry_run else 'removed'} {path}")
+        print(f"{'would remove' if args.dry_run else 'removed'} {printable(str(path))}")
     if not paths:
         print("nothing to remove")
     return 0
@@ -94,5 +103,21 @@ def run_register(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    ArtifactStore().remove(args.name)
+    store = ArtifactStore()
+    store.remove(args.name)
+    print(
+        f"removed {printable(canonical_name(args.name))} from {printable(str(store.manifest.path))}; "
+        "its bytes go at the next `hgf artifacts gc`"
+    )
     return 0
+
+
+def _describe(loaded: object) -> str:
+    """One line for what `hgf get` built: a model's class and size, a tokenizer's class and vocabulary."""
+    name = type(loaded).__name__
+    if hasattr(loaded, "parameters"):
+        parameters = sum(parameter.numel() for parameter in loaded.parameters())
+        return f"{name} ({parameters:,} parameters, {loaded.dtype})"
+    if hasattr(loaded, "vocab_size"):
+        return f"{name} (vocabulary of {loaded.vocab_size:,})"
+    return name

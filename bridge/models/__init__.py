@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Dict
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, require_torch
+
+require_torch("models")  # without torch: one error that names the install command
+
 from bridge.models.bert import (
     BertForMaskedLM,
     BertForMultipleChoice,

@@ -12,11 +12,12 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
 from bridge.errors import BridgeError
+from pickle_io.errors import UnsafePickleError
 
 Source = Union[str, os.PathLike]
 
@@ -35,6 +36,10 @@ class WeightsNotFoundError(BridgeError, FileNotFoundError):
 
 class CorruptWeightsError(BridgeError, ValueError):
     """A weights file that cannot be read (truncated, not safetensors, a bad sharded index)."""
+
+
+class UnsafeWeightsError(BridgeError, UnsafePickleError):
+    """A pickle weights file that asks to run code (a global outside the allowlist): never run."""
 
 
 def fetch(
@@ -72,16 +77,42 @@ def read_weights_file(path: Path) -> Dict[str, np.ndarray]:
     import pickle_io
 
     try:
-        return dict(pickle_io.load(path, mmap=True, writable=True))
-    except pickle_io.CheckpointError as error:  # damaged; an UnsafePickleError passes unchanged
-        raise CorruptWeightsError(str(error)) from error
+        loaded = pickle_io.load(path, mmap=True, writable=True)
+    except pickle_io.UnsafePickleError as error:
+        raise UnsafeWeightsError(_naming(path, error)) from error
+    except pickle_io.PickleIOError as error:  # damaged or not a checkpoint
+        raise CorruptWeightsError(_naming(path, error)) from error
+    if not isinstance(loaded, Mapping):
+        raise CorruptWeightsError(f"{path}: holds a {type(loaded).__name__}, not a state dict of tensors")
+    for name, value in loaded.items():
+        if not isinstance(name, str) or not isinstance(value, np.ndarray):
+            raise CorruptWeightsError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
+    return dict(loaded)
+
+
+def _naming(path: Path, error: Exception) -> str:
+    """The error's message, starting with the file it is about."""
+    message = str(error)
+    return message if str(path) in message or path.name in message else f"{path}: {message}"
 
 
 def _read_index(path: Path) -> Dict[str, str]:
+    """{tensor: shard file} of a sharded-checkpoint index; each shard a relative path inside the
+    model (no `..`, not absolute), as `pickle_io.load_sharded` demands too."""
+    from bridge.hub import check_relative_path
+
     try:
         weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CorruptWeightsError(f"{path}: not a valid sharded-checkpoint index ({error})") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+        raise CorruptWeightsError(f"{path}: not a valid sharded-checkpoint index ({error!r:.200})") from None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CorruptWeightsError(f"{path}: weight_map must be a non-empty object of tensor name -> shard file")
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise CorruptWeightsError(f"{path}: weight_map[{tensor!r}] = {shard!r} is not a file name")
+        problem = check_relative_path(shard)
+        if problem:
+            raise CorruptWeightsError(f"{path}: weight_map[{tensor!r}] = {shard!r} {problem}")
     return weight_map
 
 

@@ -7,13 +7,13 @@ Fields are read as attributes (`output.logits`), by name (`output["logits"]`) or
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import torch
 
 from bridge.models.losses import span_loss
+from bridge.user_warnings import warn_user
 
 Tensor = torch.Tensor
 # A layer's cached (key, value), each of shape (batch, heads, seen tokens, head size); one per layer.
@@ -31,7 +31,7 @@ def cache_argument(cache: Optional[KeyValueCache], past_key_values: Optional[Key
         return cache
     if cache is not None:
         raise TypeError("pass the key/value cache once, as `cache` (not also as `past_key_values`)")
-    warnings.warn(CACHE_RENAMED, FutureWarning, stacklevel=3)
+    warn_user(CACHE_RENAMED, FutureWarning)
     return past_key_values
 
 
@@ -58,12 +58,12 @@ class ModelOutput:
     @property
     def past_key_values(self) -> Any:
         """The deprecated name of `cache`."""
-        warnings.warn(CACHE_RENAMED, FutureWarning, stacklevel=2)
+        warn_user(CACHE_RENAMED, FutureWarning)
         return getattr(self, "cache", None)
 
     def __getitem__(self, key: Union[int, slice, str]) -> Any:
         if key == "past_key_values":
-            warnings.warn(CACHE_RENAMED, FutureWarning, stacklevel=2)
+            warn_user(CACHE_RENAMED, FutureWarning)
             key = "cache"
         if isinstance(key, str):
             if getattr(self, key, None) is None:

@@ -12,7 +12,6 @@ warnings, or raised when `strict=True`.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -21,10 +20,11 @@ import torch
 from torch import nn
 
 from bridge import checkpoint_keys
-from bridge.config import PretrainedConfig, load_config
+from bridge.config import PretrainedConfig, load_config, validate_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.models import checkpoint
 from bridge.spec import parse_spec  # "org/name@rev:model" -> ("org/name", "rev")
+from bridge.user_warnings import warn_user
 
 Tensor = torch.Tensor
 Source = Union[str, os.PathLike]
@@ -59,6 +59,7 @@ class PretrainedModel(nn.Module):
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         self.check_config(config)
+        validate_config(config)  # sizes, types and ranges, before a single layer is built
         self.config = config
 
     @classmethod
@@ -143,12 +144,24 @@ class PretrainedModel(nn.Module):
         """
         spec = parse_spec(str(source))
         source, revision = spec.source, revision or spec.revision
-        config = load_config(checkpoint.fetch(source, "config.json", revision=revision))
-        cls.check_config(config)
+        config_file = str(checkpoint.fetch(source, "config.json", revision=revision))
+        config = load_config(config_file)
+        try:
+            cls.check_config(config)
+        except ConfigError as error:
+            raise ConfigError(f"{config_file}: {error}") from None
         state_dict = checkpoint.read_weights(source, revision=revision)
-        return cls.from_state_dict(
-            config, state_dict, dtype=dtype, torch_dtype=torch_dtype, device=device, strict=strict
-        )
+        # Before building anything: a config whose sizes the checkpoint cannot justify is refused.
+        parameters = sum(int(np.prod(value.shape)) for value in state_dict.values())
+        validate_config(config, config_file, checkpoint_parameters=parameters)
+        try:
+            return cls.from_state_dict(
+                config, state_dict, dtype=dtype, torch_dtype=torch_dtype, device=device, strict=strict
+            )
+        except ConfigError as error:  # an entry only the model's layers check (an activation name)
+            raise ConfigError(f"{config_file}: {error}") from None
+        except CheckpointMismatchError as error:  # name the model directory or repo
+            raise CheckpointMismatchError(f"{source}: {error}") from None
 
     @classmethod
     def from_state_dict(
@@ -188,6 +201,11 @@ class PretrainedModel(nn.Module):
                 )
             if tensor.is_floating_point():
                 tensor = tensor.to(dtype=dtype)
+            elif parameter.is_floating_point():
+                raise CheckpointMismatchError(
+                    f"{file_key}: checkpoint dtype {str(tensor.dtype).replace('torch.', '')} cannot be loaded into "
+                    f"{cls.__name__}.{model_key}, which holds floating-point numbers; convert the checkpoint first"
+                )
             model._set_parameter(model_key, tensor.to(device=device))
         for key in missing:
             placeholder = model.get_parameter(key)
@@ -196,17 +214,15 @@ class PretrainedModel(nn.Module):
         model.tie_weights()
 
         if unused:
-            warnings.warn(
+            warn_user(
                 f"{cls.__name__}: ignored {len(unused)} weights of the checkpoint that the model does not use: "
                 + ", ".join(unused),
                 UnusedWeightsWarning,
-                stacklevel=3,
             )
         if missing:
-            warnings.warn(
+            warn_user(
                 f"{cls.__name__}: newly initialised {len(missing)} weights the checkpoint lacks: " + ", ".join(missing),
                 MissingWeightsWarning,
-                stacklevel=3,
             )
         return model.eval()
 
@@ -335,10 +351,13 @@ def _to_tensor(value: Union[Tensor, np.ndarray], name: str) -> Tensor:
         raise CheckpointMismatchError(f"{name}: unsupported dtype {value.dtype}")
     if not value.flags.writeable:  # torch cannot safely share read-only memory
         value = value.copy()
-    if value.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
-        raw = value.view(_SAME_WIDTH_INTEGER[value.dtype.itemsize])
-        return torch.from_numpy(raw).view(dtype)
-    return torch.from_numpy(value)
+    try:
+        if value.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+            raw = value.view(_SAME_WIDTH_INTEGER[value.dtype.itemsize])
+            return torch.from_numpy(raw).view(dtype)
+        return torch.from_numpy(value)
+    except (TypeError, ValueError, RuntimeError) as error:  # e.g. strides torch cannot share
+        raise CheckpointMismatchError(f"{name}: cannot be used as a tensor ({error})") from None
 
 
 def _to_array(tensor: Tensor) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 `tok(texts, padding=True, return_tensors="np")` gives the dict transformers gives (input_ids,
 token_type_ids for BERT, attention_mask, and offset_mapping on request), with the same padding,
-truncation and special-token rules; `decode`/`batch_decode` undo it. The heavy lifting is one
+truncation and special-token rules; `decode`/`batch_decode` undo it; `apply_chat_template`
+renders and encodes a conversation with the repo's chat template. The heavy lifting is one
 `encode_batch` call into the Rust library; the arrays are built straight from its encodings.
 """
 
@@ -20,6 +21,7 @@ from tokenizers import Tokenizer as BackendTokenizer
 
 from bridge.tokenizer.settings import (
     LARGE_INTEGER,
+    ChatTemplateError,
     SPECIAL_TOKEN_NAMES,
     TokenizerError,
     TokenizerSettings,
@@ -50,12 +52,13 @@ class Tokenizer:
 
     @property
     def family(self) -> str:
-        """"bert", "gpt2" or "roberta"."""
+        """The transformers class it behaves as: "bert", "gpt2", "roberta", "llama", "qwen2", or
+        "tokenizers" (the generic TokenizersBackend: tokenizer.json as written)."""
         return self._settings.family.name
 
     @property
     def model_input_names(self) -> list[str]:
-        return list(self._settings.family.model_input_names)
+        return list(self._settings.model_input_names or self._settings.family.model_input_names)
 
     @property
     def model_max_length(self) -> int:
@@ -220,7 +223,7 @@ class Tokenizer:
         except Exception as error:  # e.g. truncation that cannot fit the special tokens
             raise TokenizerError(f"cannot encode: {error}") from error
 
-        names = self._settings.family.model_input_names
+        names = self.model_input_names
         fields = ["input_ids"]
         if return_token_type_ids if return_token_type_ids is not None else "token_type_ids" in names:
             fields.append("token_type_ids")
@@ -309,7 +312,8 @@ class Tokenizer:
                     max_length = self.model_max_length
         if padding_strategy != "do_not_pad" and self.pad_token_id is None:
             raise TokenizerError(
-                f"cannot pad: this {self.family} tokenizer has no pad token (its config sets no pad_token)"
+                f"cannot pad: this tokenizer ({self.family} family) has no pad token (its config sets no "
+                f"pad_token; tok.pad_token = tok.eos_token is the usual choice for decoders)"
             )
         if (
             truncation_strategy is not None
@@ -359,6 +363,129 @@ class Tokenizer:
             if self._backend.padding != target:
                 self._backend.enable_padding(**target)
 
+    # ----- chat -------------------------------------------------------------------------------
+
+    @property
+    def chat_template(self) -> Union[None, str, dict[str, str]]:
+        """The repo's chat template (tokenizer_config.json or chat_template.jinja), or {name: template}
+        when it has several; settable."""
+        return self._settings.chat_template
+
+    @chat_template.setter
+    def chat_template(self, template: Union[None, str, dict[str, str]]) -> None:
+        if not (template is None or isinstance(template, (str, dict))):
+            raise TokenizerError(f"chat_template must be a str, a dict of str or None, not {type(template).__name__}")
+        self._settings.chat_template = template
+
+    def get_chat_template(self, chat_template: Optional[str] = None, tools: Optional[list] = None) -> str:
+        """The template text `apply_chat_template` uses: `chat_template` itself (a template or, for
+        a tokenizer with several, a name), else "tool_use" when tools are given and it exists, else
+        "default"."""
+        own = self._settings.chat_template
+        if isinstance(own, dict):
+            if chat_template is not None and chat_template in own:
+                return own[chat_template]
+            if chat_template is None:
+                if tools is not None and "tool_use" in own:
+                    return own["tool_use"]
+                if "default" in own:
+                    return own["default"]
+                raise ChatTemplateError(
+                    f"this tokenizer has several chat templates and none named 'default': pass "
+                    f"chat_template= one of {sorted(own)}"
+                )
+        if chat_template is not None:
+            return chat_template
+        if own is None:
+            raise ChatTemplateError(
+                "this tokenizer has no chat template (no chat_template in tokenizer_config.json and no "
+                "chat_template.jinja): pass chat_template=, or set tokenizer.chat_template"
+            )
+        return own
+
+    def apply_chat_template(
+        self,
+        conversation: Union[list[dict[str, Any]], list[list[dict[str, Any]]]],
+        tools: Optional[list[dict]] = None,
+        documents: Optional[list[dict]] = None,
+        chat_template: Optional[str] = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: Union[bool, str] = False,
+        tokenize: bool = True,
+        padding: Union[bool, str] = False,
+        truncation: bool = False,
+        max_length: Optional[int] = None,
+        return_tensors: Optional[str] = None,
+        return_dict: bool = True,
+        return_assistant_tokens_mask: bool = False,
+        tokenizer_kwargs: Optional[dict[str, Any]] = None,
+        **kwargs: Any,
+    ) -> Union[str, list[str], list[int], list[list[int]], dict[str, Any]]:
+        """Render a conversation (or a batch of them) with the chat template, and encode it.
+
+        As transformers 5.24: `conversation` is a list of {"role", "content", ...} messages, or a
+        list of such lists. tokenize=False gives the text (a list for a batch); tokenize=True gives
+        the `tokenizer(text, add_special_tokens=False, padding=..., truncation=..., max_length=...,
+        return_tensors=...)` dict, or with return_dict=False its input_ids. add_generation_prompt
+        opens an assistant turn; continue_final_message leaves the last message open (True for its
+        "content", or a field name). `tools` (JSON schemas), `documents` and other keyword
+        arguments reach the template as variables, as do the special tokens (bos_token, ...).
+        return_assistant_tokens_mask adds "assistant_masks": 1 for tokens inside the template's
+        {% generation %} blocks. A template that fails raises ChatTemplateError with its message.
+        """
+        if not tokenize:
+            return_dict = False
+        if return_assistant_tokens_mask and not (return_dict and tokenize):
+            raise ChatTemplateError("return_assistant_tokens_mask=True needs return_dict=True and tokenize=True")
+        if continue_final_message and add_generation_prompt:
+            raise ChatTemplateError(
+                "continue_final_message and add_generation_prompt cannot be combined: the first continues "
+                "the last message, the second starts a new assistant message"
+            )
+        if continue_final_message and return_assistant_tokens_mask:
+            raise ChatTemplateError("continue_final_message cannot be combined with return_assistant_tokens_mask")
+        from bridge.tokenizer import chat  # jinja2 is imported only when a template is rendered
+
+        template = self.get_chat_template(chat_template, tools)
+        if not isinstance(conversation, (list, tuple)) or len(conversation) == 0:
+            raise ChatTemplateError("cannot apply a chat template to an empty conversation: give at least one message")
+        first = conversation[0]
+        is_batched = isinstance(first, (list, tuple)) or hasattr(first, "messages")
+        conversations = list(conversation) if is_batched else [conversation]
+        texts, spans = chat.render(
+            template,
+            conversations,
+            tools=tools,
+            documents=documents,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+            track_generation=return_assistant_tokens_mask,
+            variables={**self.special_tokens_map, **kwargs},  # kwargs win over the special tokens
+        )
+        if not tokenize:
+            return texts if is_batched else texts[0]
+        call = dict(tokenizer_kwargs or {})
+        if return_assistant_tokens_mask:
+            asked_offsets = call.get("return_offsets_mapping", False)
+            call["return_offsets_mapping"] = True
+        encoded = self(
+            texts if is_batched else texts[0],
+            add_special_tokens=False,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            return_tensors=return_tensors,
+            **call,
+        )
+        if return_assistant_tokens_mask:
+            offsets = encoded["offset_mapping"] if asked_offsets else encoded.pop("offset_mapping")
+            masks = _assistant_masks(offsets, spans, batched=is_batched or return_tensors is not None)
+            if return_tensors is not None:
+                encoded["assistant_masks"] = _as_tensor(masks, return_tensors)
+            else:
+                encoded["assistant_masks"] = masks if is_batched else masks[0]
+        return encoded if return_dict else encoded["input_ids"]
+
     # ----- decoding ---------------------------------------------------------------------------
 
     def decode(
@@ -405,6 +532,9 @@ class Tokenizer:
     def save_pretrained(self, directory: Union[str, os.PathLike]) -> tuple[Path, ...]:
         """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `directory`.
 
+        The chat template goes into tokenizer_config.json ("chat_template": a string, or a list of
+        {"name", "template"} for several), which every transformers version since 4.34 reads.
+
         transformers' AutoTokenizer.from_pretrained(directory) loads the result back to a tokenizer
         that encodes identically. Each file is written to a temporary name and renamed into place
         only once all three are written, so a failure leaves no half-written file behind.
@@ -429,10 +559,18 @@ class Tokenizer:
         config["padding_side"] = self.padding_side
         config["truncation_side"] = self.truncation_side
         config["clean_up_tokenization_spaces"] = self._settings.clean_up_tokenization_spaces
+        config["model_input_names"] = self.model_input_names
         config.update(self._family_options())
+        # A family default the tokenizer does without (Qwen2's unk_token) is written as null.
+        config.update({name: None for name in self._settings.family.default_special_tokens})
         config.update(self.special_tokens_map)
         if self.extra_special_tokens:
             config["extra_special_tokens"] = self.extra_special_tokens
+        template = self._settings.chat_template
+        if isinstance(template, dict):
+            config["chat_template"] = [{"name": name, "template": text} for name, text in template.items()]
+        elif template is not None:
+            config["chat_template"] = template
         return config
 
     def _family_options(self) -> dict[str, Any]:
@@ -445,6 +583,12 @@ class Tokenizer:
             options["tokenize_chinese_chars"] = normalizer.handle_chinese_chars
         if isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
             options["add_prefix_space"] = pre_tokenizer.add_prefix_space
+        if isinstance(pre_tokenizer, pre_tokenizers.Metaspace) and self.family == "llama":
+            # LlamaTokenizer rebuilds its Metaspace from these two: always = legacy, first = not legacy.
+            options["add_prefix_space"] = pre_tokenizer.prepend_scheme != "never"
+            options["legacy"] = pre_tokenizer.prepend_scheme == "always"
+        if self.family == "qwen2":
+            options["add_prefix_space"] = bool(self._settings.options.get("add_prefix_space", False))
         if self.family == "roberta":
             options["trim_offsets"] = self._settings.options.get("trim_offsets", True)
         for key in ("add_bos_token", "add_eos_token"):
@@ -563,6 +707,33 @@ def _ragged_array(rows: list, field: str) -> np.ndarray:
         shape = (len(row), 2) if field == "offset_mapping" else (len(row),)
         ragged[index] = np.array(row, dtype=np.int64).reshape(shape)
     return ragged
+
+
+def _assistant_masks(offsets: Any, spans: list[list[tuple[int, int]]], *, batched: bool) -> list[list[int]]:
+    """1 for each token overlapping a {% generation %} span of its row (spans and offsets are in order)."""
+    rows = offsets.tolist() if hasattr(offsets, "tolist") else offsets
+    rows = rows if batched else [rows]
+    masks = []
+    for row, row_spans in zip(rows, spans):
+        mask, at = [0] * len(row), 0
+        for index, (start, end) in enumerate(row):
+            while at < len(row_spans) and start >= row_spans[at][1]:
+                at += 1
+            if at == len(row_spans):
+                break
+            if end > row_spans[at][0]:
+                mask[index] = 1
+        masks.append(mask)
+    return masks
+
+
+def _as_tensor(rows: list[list[int]], return_tensors: str):
+    array = np.array(rows, dtype=np.int64)
+    if return_tensors == "pt":
+        import torch
+
+        return torch.from_numpy(array)
+    return array
 
 
 def _json_text(value: dict) -> str:

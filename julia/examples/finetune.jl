@@ -8,7 +8,7 @@
 
 using HGFBridge
 using Flux
-using CUDA
+using CUDA, cuDNN  # in this environment (the root Project.toml), not in HGFBridge's dependencies
 using Random
 
 const SOURCE = get(ARGS, 1, "gpt2")
@@ -24,19 +24,19 @@ const CORPUS = [
 
 function main()
     Random.seed!(0)
+    # to_device(:cuda) is an error, never a silent CPU model, when CUDA or cuDNN is not functional.
     device = CUDA.functional() ? :cuda : :cpu
     @info "fine-tuning $SOURCE on $(length(CORPUS)) sentences, device $device"
 
     tokenizer = load_tokenizer(SOURCE)
-    model = to_device(load_model(SOURCE, :lmheadmodel), device)
-    # GPT-2's tokenizer has no padding token: one (seq, 1) batch per sentence, no mask needed.
-    sentences = [encode(tokenizer, text; padding = false).input_ids for text in CORPUS]
-    sentences = device === :cuda ? gpu.(sentences) : sentences
+    model = to_device(load_model(SOURCE, :lmheadmodel; trainmode = true), device)  # dropout inside gradients
+    # GPT-2's tokenizer has no padding token: encode keeps one text unpadded, one (seq, 1) batch each.
+    sentences = [to_device(encode(tokenizer, text).input_ids, device) for text in CORPUS]
 
     corpus_loss(m) = sum(causal_lm_loss(m(ids).logits, ids) for ids in sentences) / length(sentences)
     optimiser = Flux.setup(Adam(5e-5), model)
     @info "before" loss = corpus_loss(model)
-    for epoch in 1:EPOCHS, ids in shuffle(sentences)
+    for _ in 1:EPOCHS, ids in shuffle(sentences)
         _, gradients = Flux.withgradient(m -> causal_lm_loss(m(ids).logits, ids), model)
         Flux.update!(optimiser, model, gradients[1])
     end

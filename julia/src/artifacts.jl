@@ -29,11 +29,14 @@ function artifact_file(repo_id::AbstractString, filename::AbstractString; revisi
     toml = joinpath(root, "Artifacts.toml")
     meta = artifact_meta(name, toml)
     meta === nothing && error("artifact $(repr(name)) is not registered in $toml; fetch it once with `hgf get $pinned $filename`")
-    # honor_overrides = false: Artifacts.load_overrides() caches the first Overrides.toml it reads
-    # process-wide, so reading it under our directory would hide the depots' overrides afterwards.
-    tree_hash = Base.SHA1(meta["git-tree-sha1"])
-    directory = with_artifacts_directory(() -> artifact_path(tree_hash; honor_overrides = false), joinpath(root, "artifacts"))
-    path = joinpath(directory, basename(get(meta, "file", filename)))  # the file keeps its base name
+    # The directory is computed, not looked up with Artifacts.with_artifacts_directory: that sets a
+    # process-wide override and resets it to `nothing` afterwards, clobbering a caller's own.
+    tree_hash = get(meta, "git-tree-sha1", nothing)
+    (tree_hash isa AbstractString && occursin(r"^[0-9a-fA-F]{40}$", tree_hash)) ||
+        error("artifact $(repr(name)) in $toml has git-tree-sha1 $(repr(tree_hash)), not 40 hexadecimal digits")
+    file = get(meta, "file", filename)
+    file isa AbstractString || error("artifact $(repr(name)) in $toml has a `file` entry that is not a string: $(repr(file))")
+    path = joinpath(root, "artifacts", lowercase(tree_hash), basename(file))  # the file keeps its base name
     isfile(path) || error("artifact $(repr(name)) is registered but $path is missing; run `hgf artifacts verify`")
     return path
 end

@@ -8,7 +8,7 @@ Layer normalisation over the first dimension, computed as `torch.nn.LayerNorm` d
 `(x - mean) / sqrt(var + eps) * weight + bias` with the biased variance. Written out because
 `Flux.LayerNorm` placed `eps` differently across Flux versions.
 """
-struct TorchLayerNorm{V<:AbstractVector,T<:AbstractFloat}
+struct TorchLayerNorm{V<:AbstractVector,T<:AbstractFloat} <: HGFLayer
     weight::V
     bias::V
     eps::T
@@ -17,6 +17,8 @@ end
 Flux.@layer TorchLayerNorm trainable=(weight, bias)
 
 TorchLayerNorm(dim::Integer, eps::Real) = TorchLayerNorm(ones(Float32, dim), zeros(Float32, dim), Float32(eps))
+
+Base.show(io::IO, norm::TorchLayerNorm) = print(io, "TorchLayerNorm(", length(norm.weight), "; eps = ", norm.eps, ")")
 
 function (norm::TorchLayerNorm)(x::AbstractArray)
     centred = x .- mean(x; dims = 1)
@@ -49,6 +51,7 @@ transformers does: a query that may attend to nothing then averages instead of p
 (which would reach every other position through the next layer's values).
 """
 attention_bias(mask::AbstractArray{Bool}, T::Type{<:AbstractFloat} = Float32) = ifelse.(mask, zero(T), -floatmax(T))
+attention_bias(::Nothing, ::Type = Float32) = nothing
 
 """
     padding_mask(attention_mask)
@@ -71,16 +74,26 @@ ChainRulesCore.@non_differentiable attention_bias(::Any...)
 ChainRulesCore.@non_differentiable padding_mask(::Any)
 ChainRulesCore.@non_differentiable absolute_positions(::Any)
 
-"Multi-head scaled dot-product attention of (features, seq, batch) arrays, scores scaled by 1/sqrt(head_dim)."
-function multihead_attention(query, key, value, mask, nheads::Integer)
-    bias = mask === nothing ? nothing : attention_bias(mask, eltype(query))
-    output, _ = NNlib.dot_product_attention(query, key, value, bias; nheads = nheads)
+"""
+    multihead_attention(query, key, value, bias, nheads, dropout)
+
+Multi-head scaled dot-product attention of (features, seq, batch) arrays, scores scaled by
+1/sqrt(head_dim), `bias` from `attention_bias` (or `nothing`), `dropout` (a Flux `Dropout`) applied
+to the attention probabilities: active only in training, as every Flux `Dropout` is.
+"""
+function multihead_attention(query, key, value, bias, nheads::Integer, dropout)
+    output, _ = NNlib.dot_product_attention(query, key, value, bias; nheads = nheads, fdrop = dropout)
     return output
 end
 
-"A Flux Dense layer initialised as Hugging Face initialises nn.Linear: N(0, std) weights, zero bias."
-dense_layer(in::Integer, out::Integer, std::Real; bias::Bool = true) =
-    Dense(randn(Float32, out, in) .* Float32(std), bias ? zeros(Float32, out) : false)
+"""
+    dense_layer(in, out, std; bias = true, activation = identity)
+
+A Flux `Dense(W, b, activation)` initialised as Hugging Face initialises nn.Linear: N(0, std)
+weights, zero bias. The activation is the Dense's own, as it follows the projection.
+"""
+dense_layer(in::Integer, out::Integer, std::Real; bias::Bool = true, activation = identity) =
+    Dense(randn(Float32, out, in) .* Float32(std), bias ? zeros(Float32, out) : false, activation)
 
 """
     output_embedding(hp, word_embeddings)

@@ -2,53 +2,6 @@
 # laid out, is decided in Python (bridge/flux_layout.py, where it is tested against transformers);
 # here we only walk the tables it hands over. No family-specific key logic lives in Julia.
 
-"""
-    MODEL_TYPES
-
-For each model type, its tasks (as Python's `get_model_type` names them) and Flux types.
-"""
-const MODEL_TYPES = Dict(
-    :bert => Dict(:model => BertModel, :formaskedlm => BertForMaskedLM, :forsequenceclassification => BertForSequenceClassification),
-    :gpt2 => Dict(:model => GPT2Model, :lmheadmodel => GPT2LMHeadModel, :forsequenceclassification => GPT2ForSequenceClassification),
-    :roberta => Dict(
-        :model => RobertaModel,
-        :formaskedlm => RobertaForMaskedLM,
-        :forsequenceclassification => RobertaForSequenceClassification,
-    ),
-)
-
-"""
-    get_model_type(model_type::Symbol) -> Dict{Symbol,Type}
-
-The tasks a model type offers in Flux and the type of each, e.g. `get_model_type(:bert)[:formaskedlm]`.
-"""
-function get_model_type(model_type::Symbol)
-    haskey(MODEL_TYPES, model_type) ||
-        throw(ArgumentError("no Flux models for model type $(repr(model_type)); expected one of $(join(sort!(collect(keys(MODEL_TYPES))), ", "))"))
-    return MODEL_TYPES[model_type]
-end
-
-"The task name of a Flux model, as the tables in bridge.flux_layout name it."
-function model_task(model)
-    for tasks in values(MODEL_TYPES), (task, flux_type) in tasks
-        model isa flux_type && return task
-    end
-    throw(ArgumentError("$(typeof(model)) is not an HGFBridge model"))
-end
-
-"""
-    build_model(config::HGFConfig, task::Symbol)
-
-A freshly initialised Flux model of `task` (`:model`, `:formaskedlm`, `:lmheadmodel`,
-`:forsequenceclassification`) for `config`.
-"""
-function build_model(config::HGFConfig, task::Symbol)
-    tasks = get_model_type(config.model_type)
-    haskey(tasks, task) ||
-        throw(ArgumentError("$(config.model_type) has no Flux task $(repr(task)); expected one of $(join(sort!(collect(keys(tasks))), ", "))"))
-    return tasks[task](config)
-end
-
 "A Functors.KeyPath from a table path: field names become Symbols, 1-based indices stay Ints."
 keypath(path::Py) = KeyPath((step isa Integer ? step : Symbol(step) for step in pyconvert(Tuple, path))...)
 
@@ -102,16 +55,21 @@ function float_array_paths(model)
 end
 
 """
-    model_from_weights(py_config, task, weights) -> model
+    model_from_weights(py_config, task, weights; trainmode = false) -> model
 
 Build the Flux model of `task` for a `bridge.config` object and fill it from Flux-ready weights
 (`bridge.flux_layout.flux_weights`). Used by `load_model` and by Python's `bridge.julia.to_flux`.
+`trainmode = false` (the default, as Transformers.jl's `load_model`) switches every dropout off
+(`Flux.testmode!`); `trainmode = true` leaves Flux's automatic mode: dropout active inside a
+gradient only.
 """
-function model_from_weights(py_config, task::Symbol, weights)
+function model_from_weights(py_config, task::Symbol, weights; trainmode::Bool = false)
     config = HGFConfig(py_config)
     model = build_model(config, task)
     check_table_covers(model, flux_layout().flux_table(config.py, string(task)))
-    return load_weights!(model, weights)
+    load_weights!(model, weights)
+    trainmode || Flux.testmode!(model)
+    return model
 end
 
 """

@@ -8,16 +8,18 @@ The tokenizer of `source` (a local directory or a Hub repo id), a Python object 
 `bridge.tokenizer.load_tokenizer`. Use `encode` and `decode` with it.
 """
 load_tokenizer(source::AbstractString; revision = nothing) =
-    pyimport("bridge.tokenizer").load_tokenizer(source; revision = revision)
+    python_module("bridge.tokenizer").load_tokenizer(source; revision = revision)
 
 """
-    encode(tokenizer, texts; padding = true, truncation = false, max_length = nothing)
+    encode(tokenizer, texts; padding = length(texts) > 1, truncation = false, max_length = nothing)
 
 Tokenize a vector of strings (or one string). Returns `(input_ids, attention_mask)` and, for
 families that use them, `token_type_ids`: (seq, batch) matrices, ids 1-based, the mask Bool with
-`true` for real tokens (NNlib's convention).
+`true` for real tokens (NNlib's convention). Several texts are padded to one length (the
+tokenizer needs a pad token: GPT-2's has none, so encode its texts one at a time); one text is not
+padded.
 """
-function encode(tokenizer::Py, texts::AbstractVector{<:AbstractString}; padding = true, truncation = false, max_length = nothing)
+function encode(tokenizer::Py, texts::AbstractVector{<:AbstractString}; padding = length(texts) > 1, truncation = false, max_length = nothing)
     encoded = tokenizer(pylist(texts); padding = padding, truncation = truncation, max_length = max_length, return_tensors = "np")
     layout = flux_layout()
     input_ids = pyconvert(Matrix{Int}, layout.token_ids_to_flux(encoded["input_ids"]))

@@ -1,35 +1,35 @@
 # GPT-2: a pre-norm causal decoder. The query/key/value projection stays fused (`c_attn`), as in
 # the checkpoint: its output rows are query, key, value, `hidden` rows each.
 
-"Causal self-attention with GPT-2's fused query/key/value projection."
-struct CausalSelfAttention{D}
+"Causal self-attention with GPT-2's fused query/key/value projection and dropout on the attention probabilities."
+struct CausalSelfAttention{D,P} <: HGFLayer
     c_attn::D
     c_proj::D
+    dropout::P
     nheads::Int
 end
 
 Flux.@layer CausalSelfAttention
 
-function (attention::CausalSelfAttention)(x, mask)
+function (attention::CausalSelfAttention)(x, bias)
     qkv = attention.c_attn(x)
     hidden = size(x, 1)
     query, key, value = qkv[1:hidden, :, :], qkv[(hidden + 1):(2hidden), :, :], qkv[(2hidden + 1):end, :, :]
-    return attention.c_proj(multihead_attention(query, key, value, mask, attention.nheads))
+    return attention.c_proj(multihead_attention(query, key, value, bias, attention.nheads, attention.dropout))
 end
 
-"GPT-2's feed-forward: c_fc, activation, c_proj."
-struct FeedForward{D,F}
+"GPT-2's feed-forward: c_fc (a Dense carrying the activation), then c_proj."
+struct FeedForward{D,E} <: HGFLayer
     c_fc::D
-    c_proj::D
-    activation::F
+    c_proj::E
 end
 
 Flux.@layer FeedForward
 
-(mlp::FeedForward)(x) = mlp.c_proj(mlp.activation.(mlp.c_fc(x)))
+(mlp::FeedForward)(x) = mlp.c_proj(mlp.c_fc(x))
 
 "One pre-norm block: x + attention(ln_1(x)), then + mlp(ln_2(x))."
-struct DecoderBlock{N,A,M,P}
+struct DecoderBlock{N,A,M,P} <: HGFLayer
     ln_1::N
     attention::A
     ln_2::N
@@ -43,15 +43,15 @@ function DecoderBlock(hp::AbstractDict)
     hidden, inner, std, eps = hp[:hidden_size], hp[:intermediate_size], hp[:initializer_range], hp[:layer_norm_eps]
     return DecoderBlock(
         TorchLayerNorm(hidden, eps),
-        CausalSelfAttention(dense_layer(hidden, 3hidden, std), dense_layer(hidden, hidden, std), hp[:num_heads]),
+        CausalSelfAttention(dense_layer(hidden, 3hidden, std), dense_layer(hidden, hidden, std), Dropout(hp[:attention_dropout]), hp[:num_heads]),
         TorchLayerNorm(hidden, eps),
-        FeedForward(dense_layer(hidden, inner, std), dense_layer(inner, hidden, std), activation_function(hp[:activation])),
+        FeedForward(dense_layer(hidden, inner, std; activation = activation_function(hp[:activation])), dense_layer(inner, hidden, std)),
         Dropout(hp[:dropout]),
     )
 end
 
-function (block::DecoderBlock)(x, mask)
-    x = x .+ block.dropout(block.attention(block.ln_1(x), mask))
+function (block::DecoderBlock)(x, bias)
+    x = x .+ block.dropout(block.attention(block.ln_1(x), bias))
     return x .+ block.dropout(block.mlp(block.ln_2(x)))
 end
 
@@ -62,7 +62,7 @@ Token (`wte`) and position (`wpe`) embeddings, decoder blocks, final norm `ln_f`
 `(model)(input_ids; attention_mask = nothing)` returns `(last_hidden_state = (hidden, seq, batch),)`;
 positions count 1, 2, ... whatever the padding, as in transformers.
 """
-struct GPT2Model{E,L,N,P,C}
+struct GPT2Model{E,L,N,P,C} <: HGFPreTrainedModel
     wte::E
     wpe::E
     layers::L
@@ -73,8 +73,7 @@ end
 
 Flux.@layer :expand GPT2Model
 
-function GPT2Model(config::HGFConfig)
-    hp = config.hyperparameters
+function GPT2Model(config::HGFConfig, hp::AbstractDict)
     hidden, std = hp[:hidden_size], hp[:initializer_range]
     return GPT2Model(
         embedding_layer(hp[:vocab_size], hidden, std),
@@ -91,15 +90,15 @@ function (model::GPT2Model)(input_ids::AbstractMatrix{<:Integer}; attention_mask
     hidden = model.dropout(hidden)
     causal = NNlib.make_causal_mask(hidden)  # (key, query): true where key <= query
     padding = padding_mask(attention_mask)
-    mask = padding === nothing ? causal : causal .& padding
+    bias = attention_bias(padding === nothing ? causal : causal .& padding, eltype(hidden))  # once, for every block
     for block in model.layers
-        hidden = block(hidden, mask)
+        hidden = block(hidden, bias)
     end
     return (last_hidden_state = model.ln_f(hidden),)
 end
 
 "Scores against every vocabulary vector; `weight` is (hidden, vocab), tied: the `wte` array itself."
-struct LMHead{W}
+struct LMHead{W} <: HGFLayer
     weight::W
 end
 
@@ -111,7 +110,7 @@ function (head::LMHead)(hidden)
 end
 
 "GPT-2 with its language-model head; logits are (vocab, seq, batch)."
-struct GPT2LMHeadModel{T,H,C}
+struct GPT2LMHeadModel{T,H,C} <: HGFPreTrainedModel
     transformer::T
     lm_head::H
     config::C
@@ -119,9 +118,9 @@ end
 
 Flux.@layer :expand GPT2LMHeadModel
 
-function GPT2LMHeadModel(config::HGFConfig)
-    transformer = GPT2Model(config)
-    return GPT2LMHeadModel(transformer, LMHead(output_embedding(config.hyperparameters, transformer.wte.weight)), config)
+function GPT2LMHeadModel(config::HGFConfig, hp::AbstractDict)
+    transformer = GPT2Model(config, hp)
+    return GPT2LMHeadModel(transformer, LMHead(output_embedding(hp, transformer.wte.weight)), config)
 end
 
 (model::GPT2LMHeadModel)(input_ids; kwargs...) = (logits = model.lm_head(model.transformer(input_ids; kwargs...).last_hidden_state),)
@@ -130,9 +129,10 @@ end
     GPT2ForSequenceClassification
 
 Scores every position (`score`, no bias) and keeps, per sequence, the last token that is not the
-padding id (`pad_id`, 1-based; 0 when the config has none: then the last position).
+padding id (`pad_id`, 1-based; 0 when the config has none: then the last position, and, as in
+transformers, a batch of more than one sequence is an error).
 """
-struct GPT2ForSequenceClassification{T,D,C}
+struct GPT2ForSequenceClassification{T,D,C} <: HGFPreTrainedModel
     transformer::T
     score::D
     pad_id::Int
@@ -141,11 +141,10 @@ end
 
 Flux.@layer :expand GPT2ForSequenceClassification
 
-function GPT2ForSequenceClassification(config::HGFConfig)
-    hp = config.hyperparameters
+function GPT2ForSequenceClassification(config::HGFConfig, hp::AbstractDict)
     pad_id = hp[:pad_token_id] === nothing ? 0 : hp[:pad_token_id] + 1
     score = dense_layer(hp[:hidden_size], hp[:num_labels], hp[:initializer_range]; bias = false)
-    return GPT2ForSequenceClassification(GPT2Model(config), score, pad_id, config)
+    return GPT2ForSequenceClassification(GPT2Model(config, hp), score, pad_id, config)
 end
 
 "Per sequence, the index of the last token that is not `pad_id` (1 when all are padding)."
@@ -156,6 +155,8 @@ function last_token_indices(input_ids::AbstractMatrix{<:Integer}, pad_id::Intege
 end
 
 function (model::GPT2ForSequenceClassification)(input_ids; kwargs...)
+    model.pad_id == 0 && size(input_ids, 2) > 1 &&
+        throw(ArgumentError("Cannot handle batch sizes > 1 if no padding token is defined (the config's pad_token_id is nothing), as in transformers"))
     scores = model.score(model.transformer(input_ids; kwargs...).last_hidden_state)  # (labels, seq, batch)
     # A 0/1 selector on the scores' device picks each sequence's last token (exact: x*1 + 0s).
     selector = ChainRulesCore.ignore_derivatives() do
@@ -166,3 +167,5 @@ function (model::GPT2ForSequenceClassification)(input_ids; kwargs...)
     picked = sum(scores .* reshape(selector, 1, size(selector)...); dims = 2)
     return (logits = dropdims(picked; dims = 2),)
 end
+
+MODEL_TYPES[:gpt2] = Dict(:model => GPT2Model, :lmheadmodel => GPT2LMHeadModel, :forsequenceclassification => GPT2ForSequenceClassification)

@@ -6,11 +6,12 @@
     load_config(source; revision = nothing) -> HGFConfig
 
 The config.json of `source`, a local directory or a Hub repo id (fetched once, then offline from
-the artifact store).
+the artifact store). Any model type loads, as in Python's `hgf`; only building a model needs one
+the Flux side has.
 """
 function load_config(source::AbstractString; revision = nothing)
-    path = pyimport("bridge.hub").fetch_file(source, "config.json"; revision = revision)
-    return HGFConfig(pyimport("bridge.config").load_config(path))
+    path = python_module("bridge.hub").fetch_file(source, "config.json"; revision = revision)
+    return HGFConfig(python_module("bridge.config").load_config(path))
 end
 
 """
@@ -24,17 +25,20 @@ function save_config(directory::AbstractString, config::HGFConfig)
 end
 
 """
-    load_model(source, task = :model; revision = nothing)
+    load_model(source, task = :model; revision = nothing, trainmode = false)
 
 The Flux model of `task` (`:model`, `:formaskedlm`, `:lmheadmodel`, `:forsequenceclassification`)
 holding the pretrained weights of `source` (a local directory or a Hub repo id). Weights come as
 Float32 whatever the checkpoint's dtype (bf16 crosses as its bits). Checkpoint keys the model does
 not use, and weights the checkpoint lacks (left newly initialised), are reported as warnings.
-Move the result to the GPU with `gpu(model)`.
+
+`trainmode = false` (the default, as in Transformers.jl) switches dropout off for inference; pass
+`trainmode = true` to fine-tune (dropout then acts inside `Flux.gradient` only, Flux's automatic
+mode; `Flux.trainmode!`/`Flux.testmode!` switch later). Move the model with `to_device(model, :cuda)`.
 """
-function load_model(source::AbstractString, task::Symbol = :model; revision = nothing)
+function load_model(source::AbstractString, task::Symbol = :model; revision = nothing, trainmode::Bool = false)
     py_config, weights = flux_layout().read_for_flux(source, string(task); revision = revision)
-    return model_from_weights(py_config, task, weights)
+    return model_from_weights(py_config, task, weights; trainmode = trainmode)
 end
 
 """
@@ -60,7 +64,7 @@ Look up `"<repo_id>[@<revision>]:<item>"` or `"<local dir>:<item>"` (the grammar
 -> `(tokenizer, model)`.
 """
 function hgf(spec::AbstractString)
-    parsed = pyimport("bridge.hgf").parse_spec(spec)
+    parsed = python_module("bridge.hgf").parse_spec(spec)
     source = pyconvert(String, parsed.source)
     revision = pyconvert(Union{Nothing,String}, parsed.revision)
     item = pyis(parsed.item, pybuiltins.None) ? nothing : Symbol(pyconvert(String, parsed.item))
@@ -75,15 +79,23 @@ macro hgf_str(spec)
 end
 
 """
-    to_device(model, device::Symbol)
+    to_device(x, device::Symbol)
 
-`:cpu` or `:cuda`; `:cuda` needs a functional GPU (`CUDA.functional()`) and says so otherwise.
+Move a model (or its inputs) to `:cpu` or `:cuda`. `:cuda` needs `using CUDA, cuDNN` and a
+functional NVIDIA GPU; it is an error otherwise, never a silent stay on the CPU (Flux's `gpu`
+falls back to the CPU with a warning only).
 """
-function to_device(model, device::Symbol)
-    device === :cpu && return cpu(model)
+function to_device(x, device::Symbol)
+    device === :cpu && return cpu_device()(x)
     device === :cuda || throw(ArgumentError("device must be :cpu or :cuda, got $(repr(device))"))
-    CUDA.functional() || error("device :cuda asked for, but CUDA.functional() is false on this machine")
-    return gpu(model)
+    cuda = try
+        gpu_device(; force = true)  # MLDataDevices: throws instead of falling back to the CPU
+    catch err
+        throw(ErrorException("device :cuda asked for, but no functional GPU backend is loaded ($(sprint(showerror, err))). \
+                              Install and load CUDA.jl and cuDNN.jl (`using CUDA, cuDNN`) on a machine with an NVIDIA GPU."))
+    end
+    cuda isa CUDADevice || throw(ErrorException("device :cuda asked for, but the functional GPU backend is $(typeof(cuda)); use `gpu_device()` for it"))
+    return cuda(x)
 end
 
 """
