@@ -35,7 +35,6 @@ transformers' own `save_pretrained` leaves it out.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -47,6 +46,7 @@ from bridge import llama_family
 from bridge.checkpoint_keys import BASE_PREFIX, IGNORED_KEYS, match_keys
 from bridge.config import PretrainedConfig, load_config
 from bridge.errors import BridgeError, ConfigError
+from bridge.user_warnings import warn_user
 
 NONE = "none"
 TRANSPOSE = "transpose"
@@ -438,10 +438,9 @@ def flux_weights(
         array, is_bf16 = _crossable(np.asarray(arrays[entry.key]))
         weights.append(FluxWeight(entry.key, entry.path, to_flux_array(array, entry.transform), is_bf16))
     if missing:
-        warnings.warn(
+        warn_user(
             f"{len(missing)} Flux weights not in the checkpoint, left newly initialised: {', '.join(missing)}",
             FluxLayoutWarning,
-            stacklevel=2,
         )
     return weights
 
@@ -458,10 +457,9 @@ def _match_checkpoint(
         ignored=IGNORED_KEYS[family],
     )
     if match.unused:
-        warnings.warn(
+        warn_user(
             f"{len(match.unused)} checkpoint weights unused by the Flux model: {', '.join(match.unused)}",
             FluxLayoutWarning,
-            stacklevel=3,
         )
     return {key: state_dict[file_key] for key, file_key in match.mapping.items()}
 

@@ -34,7 +34,6 @@ import os
 import shutil
 import ssl
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -43,6 +42,7 @@ import numpy as np
 from bridge import flux_layout
 from bridge.config import CONFIG_CLASSES, PretrainedConfig
 from bridge.errors import BridgeError
+from bridge.user_warnings import warn_user
 
 JULIA_COMPAT = "1.10"  # julia/Project.toml's [compat] julia: 1.10 LTS and every later 1.x
 HGFBRIDGE_UUID = "8cb98c0f-e9fe-4df6-9aad-352d04889e54"
@@ -171,11 +171,10 @@ def prepare_juliacall_environment() -> None:
     for variable, value in JULIACALL_DEFAULTS.items():
         os.environ.setdefault(variable, value)
     if "torch" in sys.modules and "juliacall" not in sys.modules:
-        warnings.warn(
+        warn_user(
             "torch was imported before juliacall; the reverse order is the safe one. Call "
             "bridge.julia.julia_module() before importing torch.",
             TorchImportedFirstWarning,
-            stacklevel=3,
         )
 
 

