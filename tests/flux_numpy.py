@@ -330,7 +330,7 @@ def gpt2_model(w, hp, base: Path, ids, attention_mask=None) -> np.ndarray:
 
 
 def last_token_indices(ids: np.ndarray, pad_id: int) -> np.ndarray:
-    """julia/gpt2.jl `last_token_indices` (1-based)."""
+    """julia/src/layers.jl `last_token_indices` (1-based)."""
     if pad_id == 0:
         return np.full(ids.shape[1], ids.shape[0])
     found = []

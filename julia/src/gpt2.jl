@@ -147,25 +147,11 @@ function GPT2ForSequenceClassification(config::HGFConfig, hp::AbstractDict)
     return GPT2ForSequenceClassification(GPT2Model(config, hp), score, pad_id, config)
 end
 
-"Per sequence, the index of the last token that is not `pad_id` (1 when all are padding)."
-function last_token_indices(input_ids::AbstractMatrix{<:Integer}, pad_id::Integer)
-    ids = Array(input_ids)
-    pad_id == 0 && return fill(size(ids, 1), size(ids, 2))
-    return [something(findlast(!=(pad_id), view(ids, :, b)), 1) for b in axes(ids, 2)]
-end
-
 function (model::GPT2ForSequenceClassification)(input_ids; kwargs...)
     model.pad_id == 0 && size(input_ids, 2) > 1 &&
         throw(ArgumentError("Cannot handle batch sizes > 1 if no padding token is defined (the config's pad_token_id is nothing), as in transformers"))
     scores = model.score(model.transformer(input_ids; kwargs...).last_hidden_state)  # (labels, seq, batch)
-    # A 0/1 selector on the scores' device picks each sequence's last token (exact: x*1 + 0s).
-    selector = ChainRulesCore.ignore_derivatives() do
-        last = last_token_indices(input_ids, model.pad_id)
-        chosen = eltype(scores).((1:size(scores, 2)) .== reshape(last, 1, :))
-        copyto!(similar(scores, size(chosen)), chosen)
-    end
-    picked = sum(scores .* reshape(selector, 1, size(selector)...); dims = 2)
-    return (logits = dropdims(picked; dims = 2),)
+    return (logits = pick_last_tokens(scores, input_ids, model.pad_id),)
 end
 
 MODEL_TYPES[:gpt2] = Dict(:model => GPT2Model, :lmheadmodel => GPT2LMHeadModel, :forsequenceclassification => GPT2ForSequenceClassification)

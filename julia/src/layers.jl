@@ -117,3 +117,25 @@ function cross_entropy(logits::AbstractMatrix, targets::AbstractVector{<:Integer
     is_target = reshape(targets, 1, :) .== (1:size(logits, 1))
     return -sum(NNlib.logsoftmax(logits; dims = 1) .* is_target) / length(targets)
 end
+
+"Per sequence, the index of the last token that is not `pad_id` (1 when all are padding)."
+function last_token_indices(input_ids::AbstractMatrix{<:Integer}, pad_id::Integer)
+    ids = Array(input_ids)
+    pad_id == 0 && return fill(size(ids, 1), size(ids, 2))
+    return [something(findlast(!=(pad_id), view(ids, :, b)), 1) for b in axes(ids, 2)]
+end
+
+"""
+    pick_last_tokens(scores, input_ids, pad_id) -> (labels, batch)
+
+Each sequence's column of `scores` ((labels, seq, batch)) at its last token that is not `pad_id`,
+by a 0/1 selector on the scores' device (exact: x * 1 + zeros).
+"""
+function pick_last_tokens(scores::AbstractArray{<:Real,3}, input_ids::AbstractMatrix{<:Integer}, pad_id::Integer)
+    selector = ChainRulesCore.ignore_derivatives() do
+        last = last_token_indices(input_ids, pad_id)
+        chosen = eltype(scores).((1:size(scores, 2)) .== reshape(last, 1, :))
+        copyto!(similar(scores, size(chosen)), chosen)
+    end
+    return dropdims(sum(scores .* reshape(selector, 1, size(selector)...); dims = 2); dims = 2)
+end

@@ -294,21 +294,6 @@ function LlamaForSequenceClassification(config::HGFConfig, hp::AbstractDict)
     return LlamaForSequenceClassification(LlamaModel(config, hp), score, pad_id, config)
 end
 
-"""
-    pick_last_tokens(scores, input_ids, pad_id) -> (labels, batch)
-
-Each sequence's column of `scores` ((labels, seq, batch)) at its last token that is not `pad_id`,
-by a 0/1 selector on the scores' device (exact: x * 1 + zeros).
-"""
-function pick_last_tokens(scores::AbstractArray{<:Real,3}, input_ids::AbstractMatrix{<:Integer}, pad_id::Integer)
-    selector = ChainRulesCore.ignore_derivatives() do
-        last = last_token_indices(input_ids, pad_id)
-        chosen = eltype(scores).((1:size(scores, 2)) .== reshape(last, 1, :))
-        copyto!(similar(scores, size(chosen)), chosen)
-    end
-    return dropdims(sum(scores .* reshape(selector, 1, size(selector)...); dims = 2); dims = 2)
-end
-
 function (model::LlamaForSequenceClassification)(input_ids; kwargs...)
     model.pad_id == 0 && size(input_ids, 2) > 1 &&
         throw(ArgumentError("Cannot handle batch sizes > 1 if no padding token is defined (the config's pad_token_id is nothing), as in transformers"))
