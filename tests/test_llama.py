@@ -294,7 +294,9 @@ from bridge.models import LlamaForCausalLM
 def rss(field):
     with open("/proc/self/status") as f:
         return int(next(line for line in f if line.startswith(field + ":")).split()[1]) * 1024
-LlamaForCausalLM.from_pretrained(sys.argv[2])  # a tiny model first: the lazy imports (hub client, ...) do not count
+warm_up = LlamaForCausalLM.from_pretrained(sys.argv[2])  # a tiny model first: lazy imports and
+with torch.inference_mode():  # torch's first-forward set-up (thread pools, kernels) do not count
+    warm_up(torch.tensor([[2, 3, 4]]))
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak (VmHWM) restarts from here: imports do not count
 before = rss("VmRSS")
@@ -326,7 +328,9 @@ def test_bf16_loading_holds_the_weights_once(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     growth = int(probe.stdout.split()[-1])
-    assert growth < 1.2 * size, f"peak memory grew by {growth / size:.2f}x the checkpoint size"
+    # One copy measures 1.07-1.18x here (torch's code pages and buffers ride on a 90 MB file);
+    # a full extra copy of the weights would be 2x or more.
+    assert growth < 1.5 * size, f"peak memory grew by {growth / size:.2f}x the checkpoint size"
 
 
 @pytest.mark.parametrize(
