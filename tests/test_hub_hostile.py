@@ -141,14 +141,15 @@ def test_guard_is_inactive_outside_our_downloads(hub):
 def test_guard_survives_a_new_http_client(hub, victim, tmp_path):
     """huggingface_hub replaces its client after some errors, and users may set their own factory:
     the guard goes with every client made from then on."""
-    import httpx2
     from huggingface_hub import close_session, set_client_factory
+
+    from bridge.artifacts.hubclient import _hub_http_client
 
     made = []
 
     def users_factory():
         made.append(1)
-        return httpx2.Client()
+        return _hub_http_client().Client()
 
     set_client_factory(users_factory)
     try:

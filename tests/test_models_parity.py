@@ -201,16 +201,21 @@ def test_roberta_position_ids_skip_padding():
     assert_outputs_match(run(theirs, by_embeds), run(ours, by_embeds))
 
 
+def decode_step_inputs(family):
+    """A prompt and its mask, then one more token and the mask covering prompt and token."""
+    inputs = make_inputs(family, "model")
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    next_ids = torch.randint(3, VOCAB - 1, (BATCH, 1))
+    return ids, mask, next_ids, torch.cat([mask, torch.ones(BATCH, 1, dtype=mask.dtype)], dim=1)
+
+
 @pytest.mark.parametrize(
     "family, task", [("gpt2", "lmheadmodel"), ("bert", "lmheadmodel"), ("roberta", "forcausallm")]
 )
 def test_cached_decode_matches_transformers(family, task):
     """A decoding step fed only the new token and the cache equals transformers' cached step."""
     theirs, ours = make_pair(family, task)
-    inputs = make_inputs(family, "model")
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    next_ids = torch.randint(3, VOCAB - 1, (BATCH, 1))
-    full_mask = torch.cat([mask, torch.ones(BATCH, 1, dtype=mask.dtype)], dim=1)
+    ids, mask, next_ids, full_mask = decode_step_inputs(family)
     with torch.no_grad():
         their_prefix = theirs(input_ids=ids, attention_mask=mask, use_cache=True)
         their_step = theirs(input_ids=next_ids, attention_mask=full_mask, cache=their_prefix.cache)
@@ -231,10 +236,7 @@ def test_cached_decode_matches_transformers(family, task):
 def test_past_key_values_is_a_deprecated_alias_of_cache(family, task):
     """transformers 5.24's rename: the old keyword and output field still work, with a FutureWarning."""
     _, ours = make_pair(family, task)
-    inputs = make_inputs(family, "model")
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    next_ids = torch.randint(3, VOCAB - 1, (BATCH, 1))
-    full_mask = torch.cat([mask, torch.ones(BATCH, 1, dtype=mask.dtype)], dim=1)
+    ids, mask, next_ids, full_mask = decode_step_inputs(family)
     with torch.no_grad():
         prefix = ours(input_ids=ids, attention_mask=mask, use_cache=True)
         with pytest.warns(FutureWarning, match="past_key_values"):
