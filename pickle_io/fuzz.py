@@ -1,16 +1,18 @@
 """A mutation fuzzer for pickle_io's readers (and, for comparison, torch.load(weights_only=True)).
 
-    python -m pickle_io.fuzz --cases 30000 [--seeds DIR] [--target pickle_io|torch]
+    python -m pickle_io.fuzz --cases 30000 [--seeds DIR] [--target pickle_io|MODULE:FUNCTION]
 
 Each case is a seed file (a checkpoint or pickle from DIR, else built-in ones that pickle_io and
 Python's pickle write) mutated deterministically from (--seed, case number): byte edits, inserted
 opcodes and boundary numbers, truncation, splices, and edits of the pickle inside a zip
 re-packed as a valid archive. A worker process reads each case (pickle_io: load with and without
-mmap, inspect and scan; torch: torch.load(weights_only=True)) under a memory limit; the parent
+mmap, inspect and scan; another target: FUNCTION(path), e.g. `torch:load`, which is
+torch.load(weights_only=True) from torch 2.6 on) under a memory limit; the parent
 kills and restarts it when a case runs past --timeout (a hang) or the worker dies (a crash). The
 report counts outcomes by exception type, foreign exceptions (anything pickle_io raises that is
 not a PickleIOError), crashes, hangs and the workers' peak memory. The same --seed and seeds give
-the same cases for both targets. torch is imported only by the worker of `--target torch`.
+the same cases for every target. pickle_io never imports another target's module: the worker
+imports it by name, so pickle_io stays free of torch.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from typing import Any, Callable, Counter, Dict, List, Optional, Tuple
 
 import numpy as np
 
-TARGETS = ("pickle_io", "torch")
 _INTERESTING_OPCODES = [b"(", b"t", b"l", b"d", b"]", b"}", b")", b"\x85", b"\x86", b"\x87",
                         b"a", b"e", b"s", b"u", b"R", b"b", b"Q", b"h\x00", b"q\x00", b"\x94",
                         b"\x93", b"0", b"2", b"1", b"\x8f", b"\x90", b"\x91", b"\x81", b"\x92",
@@ -171,10 +172,13 @@ def _pickle_io_calls(path: str) -> List[Callable[[], Any]]:
             lambda: pickle_io.inspect(path), lambda: scan(path)]
 
 
-def _torch_calls(path: str) -> List[Callable[[], Any]]:
-    import torch  # the oracle, only in this worker
+def _oracle_calls(target: str, path: str) -> List[Callable[[], Any]]:
+    """FUNCTION(path) for a target named "MODULE:FUNCTION" (another reader, to compare with)."""
+    import importlib
 
-    return [lambda: torch.load(path, weights_only=True)]
+    module_name, _, function_name = target.partition(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    return [lambda: function(path)]
 
 
 def _outcome(error: BaseException) -> Tuple[str, bool]:
@@ -195,7 +199,7 @@ def _worker(connection: Any, target: str, memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     directory = tempfile.mkdtemp(prefix="pickle_io_fuzz_")
     path = os.path.join(directory, "case.bin")
-    calls = (_torch_calls if target == "torch" else _pickle_io_calls)(path)
+    calls = _pickle_io_calls(path) if target == "pickle_io" else _oracle_calls(target, path)
     while True:
         data = connection.recv_bytes()
         with open(path, "wb") as file:
@@ -284,11 +288,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pickle_io.fuzz", description=__doc__)
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--seeds", help="folder of seed files (default: built-in seeds)")
-    parser.add_argument("--target", choices=TARGETS, default="pickle_io")
+    parser.add_argument("--target", default="pickle_io",
+                        help="pickle_io, or MODULE:FUNCTION taking a path (torch:load to compare)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same cases per seed)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a hang")
     parser.add_argument("--memory-mb", type=int, default=2048, help="worker memory limit")
     args = parser.parse_args(argv)
+    if args.target != "pickle_io" and ":" not in args.target:
+        parser.error(f"--target {args.target!r}: expected pickle_io or MODULE:FUNCTION (e.g. torch:load)")
     seeds = _read_seeds(args.seeds)
     report = run_fuzz(args.cases, seeds=seeds, target=args.target, seed=args.seed,
                       timeout=args.timeout, memory_mb=args.memory_mb,
