@@ -25,19 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from test_artifacts_concurrency import register_all  # noqa: E402  (one worker for the test and this run)
+
 CONTENTS = 7
-
-
-def register_all(root: str, sources: list, worker: int, barrier) -> None:
-    from bridge.artifacts import ArtifactStore
-
-    store = ArtifactStore(root)
-    jobs = [(path, f"shared/{os.path.basename(path)}") for path in sources]
-    jobs += [(path, f"worker{worker}/{os.path.basename(path)}") for path in sources]
-    random.Random(worker).shuffle(jobs)
-    barrier.wait()
-    for path, name in jobs:
-        store.register_file(path, name)
 
 
 def concurrency(rounds: int, processes: int, work: Path) -> dict:
