@@ -427,6 +427,12 @@ def pick_last_tokens(scores: np.ndarray, ids: np.ndarray, pad_token_id) -> np.nd
 # ---- every family and head
 
 
+def lm_head_logits(w, hidden: np.ndarray) -> np.ndarray:
+    """julia/src/layers.jl `LMHead`: (vocab, seq, batch) logits from the (hidden, seq, batch) states."""
+    flat = jl_reshape(hidden, hidden.shape[0], -1)
+    return jl_reshape(w[("lm_head", "weight")].T @ flat, -1, *hidden.shape[1:])
+
+
 def flux_forward(w, config, task: str, ids, attention_mask=None, token_type_ids=None) -> Dict[str, np.ndarray]:
     """The NamedTuple the Julia model returns, as a dict of Julia-shaped arrays."""
     hp = flux_hyperparameters(config)
@@ -436,16 +442,14 @@ def flux_forward(w, config, task: str, ids, attention_mask=None, token_type_ids=
             return {"last_hidden_state": llama_model(w, hp, (), ids, attention_mask)}
         hidden = llama_model(w, hp, ("model",), ids, attention_mask)
         if task == "forcausallm":
-            flat = jl_reshape(hidden, hidden.shape[0], -1)
-            return {"logits": jl_reshape(w[("lm_head", "weight")].T @ flat, -1, *hidden.shape[1:])}
+            return {"logits": lm_head_logits(w, hidden)}
         return {"logits": pick_last_tokens(dense(w, ("score",), hidden), ids, hp["pad_token_id"])}
     if family == "gpt2":
         if task == "model":
             return {"last_hidden_state": gpt2_model(w, hp, (), ids, attention_mask)}
         hidden = gpt2_model(w, hp, ("transformer",), ids, attention_mask)
         if task == "lmheadmodel":
-            flat = jl_reshape(hidden, hidden.shape[0], -1)
-            return {"logits": jl_reshape(w[("lm_head", "weight")].T @ flat, -1, *hidden.shape[1:])}
+            return {"logits": lm_head_logits(w, hidden)}
         return {"logits": pick_last_tokens(dense(w, ("score",), hidden), ids, hp["pad_token_id"])}
     kwargs = dict(attention_mask=attention_mask, token_type_ids=token_type_ids)
     if task == "model":

@@ -255,16 +255,21 @@ def test_read_for_flux_reads_what_transformers_saved(tmp_path):
     assert {w.key for w in base_weights} == set(make_model("gpt2", "model").state_dict())
 
 
-def test_flux_save_loads_in_our_models_and_generates_as_transformers(tmp_path):
-    from bridge.models import GPT2LMHeadModel
+@pytest.mark.parametrize(
+    "family, task, class_name, prompt, pad_token_id",
+    [("gpt2", "lmheadmodel", "GPT2LMHeadModel", [5, 6, 7], 0),
+     ("mistral", "forcausallm", "MistralForCausalLM", [5, 6, 7, 8, 9, 10], 1)],
+)
+def test_flux_save_loads_in_our_models_and_generates_as_transformers(tmp_path, family, task, class_name, prompt, pad_token_id):
+    import bridge.models
 
-    model = make_model("gpt2", "lmheadmodel")
+    model = make_model(family, task)
     config = our_config(model)
-    julia_arrays = {w.key: np.array(w.array, order="F") for w in flux_layout.flux_weights(state_dict_numpy(model), config, "lmheadmodel")}
-    flux_layout.save_from_flux(tmp_path, config, "lmheadmodel", julia_arrays)
-    ours = GPT2LMHeadModel.from_pretrained(tmp_path)
-    prompt = torch.tensor([[5, 6, 7]])
-    expected = model.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    julia_arrays = {w.key: np.array(w.array, order="F") for w in flux_layout.flux_weights(state_dict_numpy(model), config, task)}
+    flux_layout.save_from_flux(tmp_path, config, task, julia_arrays)
+    ours = getattr(bridge.models, class_name).from_pretrained(tmp_path)
+    prompt = torch.tensor([prompt])
+    expected = model.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=pad_token_id)
     assert ours.generate(prompt, max_new_tokens=5).tolist() == expected.tolist()
 
 
@@ -327,16 +332,3 @@ def test_llama_loss_and_dynamic_rope_refusal():
     config.rope_parameters = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
     with pytest.raises(Exception, match="dynamic"):
         flux_layout.flux_hyperparameters(config)
-
-
-def test_flux_llama_save_loads_in_our_models_and_generates_as_transformers(tmp_path):
-    from bridge.models import MistralForCausalLM
-
-    model = make_model("mistral", "forcausallm")
-    config = our_config(model)
-    julia_arrays = {w.key: np.array(w.array, order="F") for w in flux_layout.flux_weights(state_dict_numpy(model), config, "forcausallm")}
-    flux_layout.save_from_flux(tmp_path, config, "forcausallm", julia_arrays)
-    ours = MistralForCausalLM.from_pretrained(tmp_path)
-    prompt = torch.tensor([[5, 6, 7, 8, 9, 10]])
-    expected = model.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=1)
-    assert ours.generate(prompt, max_new_tokens=5).tolist() == expected.tolist()

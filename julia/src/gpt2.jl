@@ -97,18 +97,6 @@ function (model::GPT2Model)(input_ids::AbstractMatrix{<:Integer}; attention_mask
     return (last_hidden_state = model.ln_f(hidden),)
 end
 
-"Scores against every vocabulary vector; `weight` is (hidden, vocab), tied: the `wte` array itself."
-struct LMHead{W} <: HGFLayer
-    weight::W
-end
-
-Flux.@layer LMHead
-
-function (head::LMHead)(hidden)
-    logits = transpose(head.weight) * reshape(hidden, size(hidden, 1), :)
-    return reshape(logits, :, size(hidden)[2:end]...)
-end
-
 "GPT-2 with its language-model head; logits are (vocab, seq, batch)."
 struct GPT2LMHeadModel{T,H,C} <: HGFPreTrainedModel
     transformer::T

@@ -139,3 +139,16 @@ function pick_last_tokens(scores::AbstractArray{<:Real,3}, input_ids::AbstractMa
     end
     return dropdims(sum(scores .* reshape(selector, 1, size(selector)...); dims = 2); dims = 2)
 end
+
+"Scores against every vocabulary vector; `weight` is (hidden, vocab), tied: the word-embedding array itself
+(GPT-2's `wte`, Llama's `embed_tokens`)."
+struct LMHead{W} <: HGFLayer
+    weight::W
+end
+
+Flux.@layer LMHead
+
+function (head::LMHead)(hidden)
+    logits = transpose(head.weight) * reshape(hidden, size(hidden, 1), :)
+    return reshape(logits, :, size(hidden)[2:end]...)
+end
