@@ -8,7 +8,8 @@ tensors (2,000 and 20,000 of 8 floats, where per-tensor costs dominate): save an
 table (100 MiB and 1 GiB checkpoints; 4 GiB too with PICKLE_IO_BENCH_4GB=1, which needs about
 12 GB of RAM and 16 GB of disk and takes minutes): save and load time against size.
 
-Each ratio is the median of paired ratios from alternating runs. Where a row is near the
+Each ratio is the median of paired ratios from alternating runs (5 pairs, 15 for the
+BERT-base loads, which are cheap). Where a row is near the
 physical floor, the floor is measured in the same rounds: a plain os.write of the same bytes
 (saves), np.memmap of the same file with every page touched (mapped loads), a plain read of the
 file into new memory (unmapped loads).
@@ -180,6 +181,7 @@ def bert_rows(quick: bool, directory: Path) -> list:
     sizes = dict(vocab=1000, hidden=128, layers=2, positions=64) if quick else dict(
         vocab=30522, hidden=768, layers=12, positions=512)
     repeat = 3 if quick else 5
+    load_repeat = 3 if quick else 15  # loads are cheap: more pairs, a steadier median
     state = bert_like_state_dict(**sizes)
     torch_state = torch_state_of(state)
     parameters = sum(array.size for array in unique_arrays(state))
@@ -191,21 +193,21 @@ def bert_rows(quick: bool, directory: Path) -> list:
 
     times = rounds({"ours": lambda: touch_numpy(pickle_io.load(zip_path, mmap=True)),
                     "peer": lambda: touch_torch(torch.load(zip_path, weights_only=True, mmap=True)),
-                    "floor": lambda: memmap_touched(zip_path)}, repeat=repeat)
+                    "floor": lambda: memmap_touched(zip_path)}, repeat=load_repeat)
     rows.append(pair_row(f"load(mmap=True) zip, {label}, pages touched", times, "peer",
                          "torch.load(weights_only=True, mmap=True)", 0.7,
                          floor_note(times, "np.memmap of the file, touched")))
 
     times = rounds({"ours": lambda: touch_numpy(pickle_io.load(legacy_path)),
                     "peer": lambda: touch_torch(torch.load(legacy_path, weights_only=True)),
-                    "floor": lambda: memmap_touched(legacy_path)}, repeat=repeat)
+                    "floor": lambda: memmap_touched(legacy_path)}, repeat=load_repeat)
     rows.append(pair_row(f"load() legacy, {label}, pages touched", times, "peer",
                          "torch.load(weights_only=True) (cannot mmap legacy)", 0.1,
                          floor_note(times, "np.memmap of the file, touched")))
 
     times = rounds({"ours": lambda: touch_numpy(pickle_io.load(zip_path, mmap=False)),
                     "peer": lambda: touch_torch(torch.load(zip_path, weights_only=True)),
-                    "floor": lambda: plain_read(zip_path)}, repeat=repeat)
+                    "floor": lambda: plain_read(zip_path)}, repeat=load_repeat)
     rows.append(pair_row(f"load(mmap=False) zip, {label}, pages touched", times, "peer",
                          "torch.load(weights_only=True)", 0.7,
                          floor_note(times, "a plain read of the file")))

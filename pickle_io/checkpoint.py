@@ -103,6 +103,7 @@ def _torch_file(path: PathLike, kind: str) -> Iterator[TorchCheckpoint]:
 
 
 @_no_foreign_exceptions
+@paused_gc()
 def load(path: PathLike, *, mmap: bool = True, writable: bool = False) -> Any:
     """The object saved in a checkpoint, with every tensor as a numpy array.
 
@@ -169,6 +170,7 @@ class Checkpoint(Mapping):
 
 
 @_no_foreign_exceptions
+@paused_gc()
 def open(path: PathLike) -> Checkpoint:  # noqa: A001  (the public name the API promises)
     """A lazy mapping over the state dict in `path`; use it as a context manager."""
     return Checkpoint(path)

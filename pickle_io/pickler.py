@@ -29,9 +29,10 @@ _BATCH = 1000  # items per APPENDS/SETITEMS, as pickle does
 
 @contextlib.contextmanager
 def paused_gc() -> Iterator[None]:
-    """The cyclic garbage collector off for a while. Planning and pickling allocate a few small
-    objects per tensor and free them all at the end; with the collector on, a save of many tensors
-    spends most of its time in collections that walk the whole heap and find nothing to free."""
+    """The cyclic garbage collector off for a while. Planning and pickling (and unpickling)
+    allocate a few small objects per tensor and free them all at the end, or keep them all; with
+    the collector on, a save of many tensors spends most of its time in collections that walk the
+    whole heap and find nothing to free, and a load several percent of its time."""
     enabled = gc.isenabled()
     gc.disable()
     try:

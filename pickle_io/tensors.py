@@ -23,7 +23,7 @@ from pickle_io.unpickler import PendingArray, PendingDtype, StorageRef, Unsuppor
 _MAX_BYTE_STRIDE = 2**62
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorInfo:
     """Where a tensor lives in a checkpoint, without its data."""
 
@@ -86,15 +86,17 @@ def check_layout(dtype: np.dtype, offset: int, shape: tuple, stride: tuple, nbyt
     """Raise unless every element of the view lies inside a storage of `nbytes` bytes."""
     if len(shape) > 32:
         raise CheckpointError(f"{what}: {len(shape)} dimensions")
-    if any(n == 0 for n in shape):
+    if 0 in shape:
         return
     itemsize = dtype.itemsize
-    last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
+    last = offset  # the element furthest into the storage
+    for size, step in zip(shape, stride):
+        last += (size - 1) * step
     if (last + 1) * itemsize > nbytes:
         raise CheckpointError(
             f"{what}: tensor (offset {offset}, shape {shape}, stride {stride}) reaches element "
             f"{last} of a storage of {nbytes // itemsize} {dtype.name} elements")
-    if any(s * itemsize >= _MAX_BYTE_STRIDE for s in stride):
+    if stride and max(stride) * itemsize >= _MAX_BYTE_STRIDE:
         raise CheckpointError(f"{what}: stride {stride} is out of range")
 
 
@@ -106,7 +108,7 @@ def view_array(buffer: np.ndarray, dtype: np.dtype, offset: int, shape: tuple, s
     byte_offset = min(offset * itemsize, len(buffer))  # empty tensors may point past the end
     try:
         return np.ndarray(shape, dtype, buffer=buffer, offset=byte_offset,
-                          strides=tuple(s * itemsize for s in stride))
+                          strides=tuple([s * itemsize for s in stride]))
     except (ValueError, TypeError) as error:  # e.g. a shape whose product overflows
         raise CheckpointError(f"{what}: {error}") from None
 
@@ -131,7 +133,7 @@ def byteswapped(buffer: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
     return buffer.view(f"u{unit}").byteswap().view(np.uint8)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Storage:
     key: str
     dtype: Optional[np.dtype]  # None: untyped

@@ -38,7 +38,7 @@ class ZipCheckpoint:
         if order not in (b"little", b"big"):
             raise CheckpointError(f"{filename}: unknown byteorder {order[:20]!r}")
         self.big_endian = order == b"big"
-        self._mapped: Dict[bool, mmap_module.mmap] = {}  # by writable
+        self._mapped: Dict[bool, np.ndarray] = {}  # the whole mapped file as uint8, by writable
 
     def _find_prefix(self) -> str:
         names = list(self.reader.entries)
@@ -91,12 +91,12 @@ class ZipCheckpoint:
             return np.frombuffer(data if mmap else bytearray(data), np.uint8)
         offset = self.reader.stored_offset(entry)
         if mmap:
-            return np.frombuffer(self._map(writable), np.uint8, count=entry.size, offset=offset)
+            return self._map(writable)[offset:offset + entry.size]
         return read_owned(self.file, entry.size, offset, self.filename)
 
-    def _map(self, writable: bool) -> mmap_module.mmap:
-        if writable not in self._mapped:
-            self._mapped[writable] = map_file(self.file, writable=writable)
+    def _map(self, writable: bool) -> np.ndarray:
+        if writable not in self._mapped:  # slicing one array is cheaper than a frombuffer each
+            self._mapped[writable] = np.frombuffer(map_file(self.file, writable=writable), np.uint8)
         return self._mapped[writable]
 
 

@@ -31,7 +31,7 @@ _U32 = struct.Struct("<I")
 # ----- what the allowlisted globals resolve to -----------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StorageClass:
     """`torch.FloatStorage` and friends; dtype_name None means `torch.UntypedStorage` (bytes).
     `unsupported` names a storage class numpy cannot hold (the quantized ones)."""
@@ -41,7 +41,7 @@ class StorageClass:
     unsupported: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TorchDtype:
     """A dtype global such as `torch.float8_e4m3fn` (the last argument of `_rebuild_tensor_v3`);
     `supported` is False for those numpy has no type for (complex32, bits8, qint8, ...)."""
@@ -50,14 +50,14 @@ class TorchDtype:
     supported: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorClass:
     """`torch.Tensor` or `torch.nn.Parameter`, named by `_rebuild_from_type_v2`; never called."""
 
     qualified_name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InertGlobal:
     """An allowlisted global that is only ever an argument (`numpy.ndarray`, a quantization
     scheme, a sparse layout); never called."""
@@ -65,7 +65,7 @@ class InertGlobal:
     qualified_name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AllowedCallable:
     """An allowlisted global that REDUCE/NEWOBJ/INST/OBJ may call: runs our function, not torch's."""
 
@@ -76,7 +76,7 @@ class AllowedCallable:
         return self.function(vm, *args)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StorageRef:
     """A validated persistent id `('storage', type, key, location, numel[, view_metadata])`."""
 
@@ -87,7 +87,7 @@ class StorageRef:
     view: Optional[Tuple[str, int, int]]  # legacy storage view: (view key, offset, numel)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetaTensor:
     """A tensor on torch's "meta" device: shape, dtype and stride, and no data at all.
 
@@ -108,7 +108,7 @@ class MetaTensor:
         return count
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unsupported:
     """A harmless tensor numpy cannot hold (sparse, quantized, nested, complex32, ...): raised as
     an UnsupportedTensorError naming it once the pickle says where it sits."""
@@ -155,8 +155,11 @@ def _is_int(value: Any) -> bool:
     return type(value) is int
 
 
+_INT = frozenset((int,))  # exactly int: a bool is no size
+
+
 def _int_tuple(value: Any, what: str) -> Tuple[int, ...]:
-    if not isinstance(value, tuple) or not all(_is_int(item) for item in value):
+    if not isinstance(value, tuple) or not _INT.issuperset(map(type, value)):
         raise CheckpointError(f"{what} must be a tuple of ints, got {describe(value)}")
     return value
 
@@ -166,7 +169,7 @@ def _check_sizes(size: Any, stride: Any) -> Tuple[tuple, tuple]:
     stride = _int_tuple(stride, "tensor stride")
     if len(size) != len(stride):
         raise CheckpointError(f"tensor size {size} and stride {stride} differ in length")
-    if any(n < 0 for n in size) or any(s < 0 for s in stride):
+    if size and (min(size) < 0 or min(stride) < 0):
         raise CheckpointError(f"negative tensor size/stride: {size}, {stride}")
     return size, stride
 
@@ -257,6 +260,8 @@ def _get_layout(vm, name):
 
 def _ordered_dict(vm, items=()):
     result = collections.OrderedDict()
+    if not items and isinstance(items, (list, tuple, dict)):  # a tensor's empty hooks, each time
+        return result
     if isinstance(items, dict):
         items = list(items.items())
     if not isinstance(items, (list, tuple)) or not all(
@@ -605,10 +610,11 @@ class Unpickler:
         return chunk
 
     def _read_byte(self) -> int:
-        if self.position >= self.end:
-            raise TruncatedPickle(f"{self.filename}: truncated pickle at byte {self.position}")
-        self.position += 1
-        return self.data[self.position - 1]
+        position = self.position
+        if position >= self.end:
+            raise TruncatedPickle(f"{self.filename}: truncated pickle at byte {position}")
+        self.position = position + 1
+        return self.data[position]
 
     def _read_line(self) -> bytes:
         newline = self.data.find(b"\n", self.position, self.end)
@@ -622,11 +628,11 @@ class Unpickler:
         return int.from_bytes(self._read(size), "little")
 
     def _read_u32(self) -> int:
-        if self.position + 4 > self.end:
-            raise TruncatedPickle(f"{self.filename}: truncated pickle at byte {self.position}")
-        (value,) = _U32.unpack_from(self.data, self.position)
-        self.position += 4
-        return value
+        position = self.position
+        if position + 4 > self.end:
+            raise TruncatedPickle(f"{self.filename}: truncated pickle at byte {position}")
+        self.position = position + 4
+        return _U32.unpack_from(self.data, position)[0]
 
     def _pop_mark(self) -> List[Any]:
         """The items above the topmost MARK, removing them and the mark."""
@@ -639,16 +645,16 @@ class Unpickler:
         raise CheckpointError(f"{self.filename}: pickle has no MARK where one is needed")
 
     def _pop(self) -> Any:
-        top = self.stack.pop() if self.stack else _MARK
-        if top is _MARK:
+        stack = self.stack
+        if not stack or stack[-1] is _MARK:
             raise CheckpointError(f"{self.filename}: pickle stack underflow")
-        return top
+        return stack.pop()
 
     def _top(self) -> Any:
-        top = self.stack[-1] if self.stack else _MARK
-        if top is _MARK:
+        stack = self.stack
+        if not stack or stack[-1] is _MARK:
             raise CheckpointError(f"{self.filename}: pickle stack underflow")
-        return top
+        return stack[-1]
 
     def load(self) -> Tuple[Any, int]:
         dispatch, data, end = _DISPATCH, self.data, self.end
@@ -658,14 +664,8 @@ class Unpickler:
                 opcode_position = self.position
                 if opcode_position >= end:
                     raise TruncatedPickle(f"{self.filename}: truncated pickle (no STOP)")
-                code = data[opcode_position]
                 self.position = opcode_position + 1
-                handler = dispatch.get(code)
-                if handler is None:
-                    raise CheckpointError(
-                        f"{self.filename}: unknown pickle opcode {bytes([code])!r} at byte "
-                        f"{opcode_position}")
-                handler(self)
+                dispatch[data[opcode_position]](self)
         except _Stop as stop:
             if self.unsupported:
                 raise UnsupportedTensorError(
@@ -1010,10 +1010,10 @@ class Unpickler:
 
     # memo
     def _get(self, index: int) -> None:
-        try:
-            self.stack.append(self.memo[index])
-        except KeyError:
-            raise CheckpointError(f"{self.filename}: pickle memo has no entry {index}") from None
+        value = self.memo.get(index, _MARK)
+        if value is _MARK:
+            raise CheckpointError(f"{self.filename}: pickle memo has no entry {index}")
+        self.stack.append(value)
 
     def op_get(self):
         self._get(int(self._read_line()))
@@ -1076,6 +1076,11 @@ class Unpickler:
         if kwargs != {}:
             raise UnsafePickleError(f"{self.filename}: NEWOBJ_EX with keyword arguments")
         self.stack.append(self._call(cls, args, "NEWOBJ_EX"))
+
+    def op_unknown(self):
+        position = self.position - 1
+        raise CheckpointError(f"{self.filename}: unknown pickle opcode "
+                              f"{bytes([self.data[position]])!r} at byte {position}")
 
     def op_ext(self):
         raise UnsafePickleError(f"{self.filename}: extension-registry opcode EXT (copyreg)")
@@ -1146,7 +1151,7 @@ _OPCODE_HANDLERS = {
     b"\x84": Unpickler.op_ext, b"b": Unpickler.op_build,
     b"P": Unpickler.op_persid, b"Q": Unpickler.op_binpersid,
 }
-_DISPATCH = {code[0]: handler for code, handler in _OPCODE_HANDLERS.items()}
+_DISPATCH = [_OPCODE_HANDLERS.get(bytes([code]), Unpickler.op_unknown) for code in range(256)]
 _RANDOMIZED_HASH_TYPES = frozenset((str, bytes))
 
 

@@ -31,6 +31,7 @@ ZIP64_LIMIT = 0xFFFFFFFF
 _ZIP64_COUNT_LIMIT = 0xFFFF
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHLLLHH")
+_LOCAL_HEADER_LENGTHS = struct.Struct("<4s22xHH")  # the signature, name and extra lengths
 _CENTRAL_HEADER = struct.Struct("<4sBBBBHHHHLLLHHHHHLL")
 _END_RECORD = struct.Struct("<4sHHHHLLH")
 _ZIP64_END_RECORD = struct.Struct("<4sQHHLLQQQQ")
@@ -55,7 +56,7 @@ OVERLAP_FROM = 2**26
 WRITE_BATCH = 2**22  # bytes gathered before a writev
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ZipEntry:
     name: str
     method: int
@@ -68,7 +69,8 @@ def is_safe_entry_name(name: str) -> bool:
     """No absolute paths, backslashes, NULs or `..`/`.` components."""
     if not name or name.startswith("/") or "\\" in name or "\x00" in name:
         return False
-    return all(part not in ("..", ".") for part in name.split("/"))
+    parts = name.split("/")
+    return ".." not in parts and "." not in parts
 
 
 class ZipReader:
@@ -197,10 +199,9 @@ class ZipReader:
     def payload_offset(self, entry: ZipEntry) -> int:
         """Where an entry's (possibly compressed) bytes start, from its own local header."""
         header = self._pread(_LOCAL_HEADER.size, entry.header_offset)
-        fields = _LOCAL_HEADER.unpack(header)
-        if fields[0] != _LOCAL_SIGNATURE:
+        signature, name_length, extra_length = _LOCAL_HEADER_LENGTHS.unpack(header)
+        if signature != _LOCAL_SIGNATURE:
             raise CheckpointError(f"{self.filename}: bad local header for {entry.name!r}")
-        name_length, extra_length = fields[9], fields[10]
         offset = entry.header_offset + _LOCAL_HEADER.size + name_length + extra_length
         if offset + entry.compressed_size > self._entry_limits[entry.header_offset]:
             raise CheckpointError(f"{self.filename}: zip entry {entry.name!r} overlaps the next "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import struct
 import sys
 import tempfile
@@ -171,6 +172,8 @@ def _pickle_with_storage(numel_in_id: int, size: tuple, stride: tuple) -> bytes:
     (4, (2, 3), (3, 1), "reaches element"),  # one element past the end
     (4, (2**40, 2**40), (0, 0), "too big|maximum"),  # broadcast product overflows
     (4, (2,), (-1,), "negative"),
+    (4, (2, -3), (1, 1), "negative"),  # a negative size after a valid one
+    (4, (1,), (2**61,), "out of range"),  # in bounds, but its byte stride overflows numpy's intp
 ])
 def test_sizes_are_checked_before_use(tmp_path, numel, size, stride, message):
     path = zip_checkpoint(tmp_path / "m.bin", _pickle_with_storage(numel, size, stride),
@@ -179,6 +182,17 @@ def test_sizes_are_checked_before_use(tmp_path, numel, size, stride, message):
         pickle_io.load(path)
     with pytest.raises(pickle_io.CheckpointError):
         pickle_io.load(path, mmap=False)
+
+
+@pytest.mark.parametrize("opcode", [b"\xff", b"\x00", b"z"])
+def test_unknown_opcode_named_with_its_position(tmp_path, opcode):
+    data = b"\x80\x02K\x07" + opcode + b"."
+    with pytest.raises(pickle.UnpicklingError):  # the oracle refuses it too
+        pickle.loads(data)
+    path = zip_checkpoint(tmp_path / "m.bin", data)
+    with pytest.raises(pickle_io.CheckpointError,
+                       match=rf"m\.bin: unknown pickle opcode {re.escape(repr(opcode))} at byte 4"):
+        pickle_io.load(path)
 
 
 def test_memo_index_bomb_is_just_a_key(tmp_path):

@@ -191,7 +191,8 @@ def test_preallocation_reserves_and_is_optional(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-def test_save_restores_the_garbage_collector(tmp_path, enabled):
+def test_save_and_load_restore_the_garbage_collector(tmp_path, enabled):
+    (tmp_path / "bad.bin").write_bytes(b"PK\x03\x04 not a zip")
     was = gc.isenabled()
     try:
         gc.enable() if enabled else gc.disable()
@@ -200,6 +201,14 @@ def test_save_restores_the_garbage_collector(tmp_path, enabled):
         with pytest.raises(pickle_io.PickleIOError):
             pickle_io.save({"w": object()}, tmp_path / "bad.bin")
         assert gc.isenabled() is enabled
+        assert pickle_io.load(tmp_path / "ok.bin")["w"].tolist() == [1, 1, 1]
+        with pickle_io.open(tmp_path / "ok.bin") as checkpoint:
+            assert list(checkpoint) == ["w"]
+        assert gc.isenabled() is enabled
+        for read in (pickle_io.load, pickle_io.open):
+            with pytest.raises(pickle_io.CheckpointError):
+                read(tmp_path / "bad.bin")
+            assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
 
