@@ -92,6 +92,8 @@ class PretrainedModel(nn.Module):
 
     def initialize_parameters(self, names: Optional[set] = None) -> None:
         """Fill the parameters named in `names` (all when None) with their initial values."""
+        if names is not None and not names:  # a checkpoint that lacks nothing
+            return
         with torch.no_grad():
             for module_name, module in self.named_modules():
                 for name, parameter in module.named_parameters(recurse=False):
@@ -183,8 +185,8 @@ class PretrainedModel(nn.Module):
         requested_dtype = _resolve_dtype(_dtype_argument(dtype, torch_dtype))
         with torch.device("meta"):
             model = cls(config)
-        mapping, unused = model._match_checkpoint_keys(list(state_dict))
         expected = model._expected_keys()
+        mapping, unused = model._match_checkpoint_keys(list(state_dict), expected)
         missing = [key for key in expected if key not in mapping]
         if strict and (missing or unused):
             raise CheckpointMismatchError(_mismatch_message(cls.__name__, unused, missing))
@@ -231,12 +233,14 @@ class PretrainedModel(nn.Module):
         tied = self.active_tied_weights()
         return [name for name in self.state_dict(keep_vars=True) if name not in tied]
 
-    def _match_checkpoint_keys(self, file_keys: List[str]) -> Tuple[Dict[str, str], List[str]]:
-        """({model key: checkpoint key}, [checkpoint keys the model does not use]), by the rule of
-        bridge.checkpoint_keys (transformers' own)."""
+    def _match_checkpoint_keys(
+        self, file_keys: List[str], expected: List[str]
+    ) -> Tuple[Dict[str, str], List[str]]:
+        """({model key: checkpoint key}, [checkpoint keys the model does not use]) for the model's
+        `expected` keys, by the rule of bridge.checkpoint_keys (transformers' own)."""
         match = checkpoint_keys.match_keys(
             file_keys,
-            self._expected_keys(),
+            expected,
             self.base_model_prefix,
             tied=self.active_tied_weights(),
             ignored=self.ignored_checkpoint_keys,
