@@ -8,11 +8,10 @@ tensors (2,000 and 20,000 of 8 floats, where per-tensor costs dominate): save an
 table (100 MiB and 1 GiB checkpoints; 4 GiB too with PICKLE_IO_BENCH_4GB=1, which needs about
 12 GB of RAM and 16 GB of disk and takes minutes): save and load time against size.
 
-Each ratio is the median of paired ratios from alternating runs (5 pairs, 15 for the
-BERT-base loads, which are cheap). Where a row is near the
-physical floor, the floor is measured in the same rounds: a plain os.write of the same bytes
-(saves), np.memmap of the same file with every page touched (mapped loads), a plain read of the
-file into new memory (unmapped loads).
+Each ratio is the median of paired ratios from alternating runs (5 pairs; 15 for the BERT-base
+loads, which are cheap). Where a row is near the physical floor, the floor is measured in the same
+rounds: a plain os.write of the same bytes (saves), np.memmap of the same file with every page
+touched (mapped loads), a plain read of the file into new memory (unmapped loads).
 """
 
 from __future__ import annotations
