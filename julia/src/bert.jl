@@ -23,7 +23,7 @@ Flux.@layer EncoderEmbeddings
 
 function EncoderEmbeddings(hp::AbstractDict)
     std = hp[:initializer_range]
-    pad_id = hp[:pad_token_id] === nothing ? 0 : hp[:pad_token_id] + 1
+    pad_id = padding_id(hp)
     return EncoderEmbeddings(
         embedding_layer(hp[:vocab_size], hp[:hidden_size], std),
         embedding_layer(hp[:max_positions], hp[:hidden_size], std),

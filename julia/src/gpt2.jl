@@ -130,14 +130,12 @@ end
 Flux.@layer :expand GPT2ForSequenceClassification
 
 function GPT2ForSequenceClassification(config::HGFConfig, hp::AbstractDict)
-    pad_id = hp[:pad_token_id] === nothing ? 0 : hp[:pad_token_id] + 1
+    pad_id = padding_id(hp)
     score = dense_layer(hp[:hidden_size], hp[:num_labels], hp[:initializer_range]; bias = false)
     return GPT2ForSequenceClassification(GPT2Model(config, hp), score, pad_id, config)
 end
 
 function (model::GPT2ForSequenceClassification)(input_ids; kwargs...)
-    model.pad_id == 0 && size(input_ids, 2) > 1 &&
-        throw(ArgumentError("Cannot handle batch sizes > 1 if no padding token is defined (the config's pad_token_id is nothing), as in transformers"))
     scores = model.score(model.transformer(input_ids; kwargs...).last_hidden_state)  # (labels, seq, batch)
     return (logits = pick_last_tokens(scores, input_ids, model.pad_id),)
 end

@@ -118,9 +118,18 @@ function cross_entropy(logits::AbstractMatrix, targets::AbstractVector{<:Integer
     return -sum(NNlib.logsoftmax(logits; dims = 1) .* is_target) / length(targets)
 end
 
-"Per sequence, the index of the last token that is not `pad_id` (1 when all are padding)."
+"The config's padding token as a 1-based id, or 0 when it names none."
+padding_id(hp::AbstractDict) = hp[:pad_token_id] === nothing ? 0 : hp[:pad_token_id] + 1
+
+"""
+Per sequence, the index of the last token that is not `pad_id` (1 when all are padding). Without
+a padding id (`pad_id` 0) it is the last position, and a batch of more than one sequence is an
+ArgumentError, as in transformers.
+"""
 function last_token_indices(input_ids::AbstractMatrix{<:Integer}, pad_id::Integer)
     ids = Array(input_ids)
+    pad_id == 0 && size(ids, 2) > 1 &&
+        throw(ArgumentError("Cannot handle batch sizes > 1 if no padding token is defined (the config's pad_token_id is nothing), as in transformers"))
     pad_id == 0 && return fill(size(ids, 1), size(ids, 2))
     return [something(findlast(!=(pad_id), view(ids, :, b)), 1) for b in axes(ids, 2)]
 end

@@ -289,14 +289,12 @@ end
 Flux.@layer :expand LlamaForSequenceClassification
 
 function LlamaForSequenceClassification(config::HGFConfig, hp::AbstractDict)
-    pad_id = hp[:pad_token_id] === nothing ? 0 : hp[:pad_token_id] + 1
+    pad_id = padding_id(hp)
     score = dense_layer(hp[:hidden_size], hp[:num_labels], hp[:initializer_range]; bias = false)
     return LlamaForSequenceClassification(LlamaModel(config, hp), score, pad_id, config)
 end
 
 function (model::LlamaForSequenceClassification)(input_ids; kwargs...)
-    model.pad_id == 0 && size(input_ids, 2) > 1 &&
-        throw(ArgumentError("Cannot handle batch sizes > 1 if no padding token is defined (the config's pad_token_id is nothing), as in transformers"))
     scores = model.score(model.model(input_ids; kwargs...).last_hidden_state)
     return (logits = pick_last_tokens(scores, input_ids, model.pad_id),)
 end
