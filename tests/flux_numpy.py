@@ -437,18 +437,14 @@ def flux_forward(w, config, task: str, ids, attention_mask=None, token_type_ids=
     """The NamedTuple the Julia model returns, as a dict of Julia-shaped arrays."""
     hp = flux_hyperparameters(config)
     family = hp["model_type"]
-    if family in LLAMA_FAMILY:
+    if family == "gpt2" or family in LLAMA_FAMILY:
+        # decoder body, the head's field for it, and the task name of the language-model head
+        body, field, lm_task = ((gpt2_model, "transformer", "lmheadmodel") if family == "gpt2"
+                                else (llama_model, "model", "forcausallm"))
         if task == "model":
-            return {"last_hidden_state": llama_model(w, hp, (), ids, attention_mask)}
-        hidden = llama_model(w, hp, ("model",), ids, attention_mask)
-        if task == "forcausallm":
-            return {"logits": lm_head_logits(w, hidden)}
-        return {"logits": pick_last_tokens(dense(w, ("score",), hidden), ids, hp["pad_token_id"])}
-    if family == "gpt2":
-        if task == "model":
-            return {"last_hidden_state": gpt2_model(w, hp, (), ids, attention_mask)}
-        hidden = gpt2_model(w, hp, ("transformer",), ids, attention_mask)
-        if task == "lmheadmodel":
+            return {"last_hidden_state": body(w, hp, (), ids, attention_mask)}
+        hidden = body(w, hp, (field,), ids, attention_mask)
+        if task == lm_task:
             return {"logits": lm_head_logits(w, hidden)}
         return {"logits": pick_last_tokens(dense(w, ("score",), hidden), ids, hp["pad_token_id"])}
     kwargs = dict(attention_mask=attention_mask, token_type_ids=token_type_ids)
