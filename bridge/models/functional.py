@@ -123,15 +123,18 @@ def attention(
     return output.transpose(1, 2).reshape(batch, tokens, heads * head_size), weights
 
 
-def last_token_indices(
-    input_ids: Optional[Tensor], batch: int, pad_token_id: Optional[int], model_name: str
+def last_token_logits(
+    logits: Tensor, input_ids: Optional[Tensor], pad_token_id: Optional[int], model_name: str
 ) -> Tensor:
-    """Per sequence, the index of its rightmost token that is not padding (left or right padding),
-    where a decoder's sequence classifier reads its logits; -1 (the last) without a padding id."""
+    """A decoder's sequence-classification logits (batch, labels): each sequence's row of
+    `logits` (batch, tokens, labels) at its rightmost token that is not padding (left or right
+    padding); the last token without a padding id, which allows a batch of one only."""
+    batch = logits.shape[0]
     if pad_token_id is None and batch != 1:
         raise ValueError(f"{model_name} needs config.pad_token_id for batches of more than one")
     if pad_token_id is None or input_ids is None:
-        device = None if input_ids is None else input_ids.device
-        return torch.full((batch,), -1, device=device)
-    positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
-    return (positions * (input_ids != pad_token_id)).argmax(-1)
+        last = torch.full((batch,), -1, device=logits.device)
+    else:
+        positions = torch.arange(input_ids.shape[-1], device=input_ids.device)
+        last = (positions * (input_ids != pad_token_id)).argmax(-1).to(logits.device)
+    return logits[torch.arange(batch, device=logits.device), last]

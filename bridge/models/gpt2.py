@@ -19,7 +19,7 @@ from bridge.checkpoint_keys import IGNORED_KEYS
 from bridge.config import GPT2Config
 from bridge.errors import ConfigError
 from bridge.models import generation
-from bridge.models.functional import activation, attention, causal_mask, last_token_indices
+from bridge.models.functional import activation, attention, causal_mask, last_token_logits
 from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
 from bridge.models.outputs import (
     BaseModelOutput,
@@ -351,10 +351,7 @@ class GPT2ForSequenceClassification(GPT2PretrainedModel):
     ) -> LogitsOutput:
         outputs = self.transformer(input_ids, **inputs)
         logits = self.score(outputs.last_hidden_state)
-        batch = logits.shape[0]
-        last_token = last_token_indices(input_ids, batch, self.config.pad_token_id, type(self).__name__)
-        last_token = last_token.to(logits.device)
-        pooled_logits = logits[torch.arange(batch, device=logits.device), last_token]
+        pooled_logits = last_token_logits(logits, input_ids, self.config.pad_token_id, type(self).__name__)
         loss = None
         if labels is not None:
             loss = sequence_classification_loss(pooled_logits, labels, self.config.problem_type)

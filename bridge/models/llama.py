@@ -27,7 +27,7 @@ from bridge.config import LlamaConfig, MistralConfig, Qwen2Config
 from bridge.errors import ConfigError
 from bridge.llama_family import head_dim, layer_switches, rope_frequencies
 from bridge.models import generation
-from bridge.models.functional import activation, attention, causal_mask, last_token_indices
+from bridge.models.functional import activation, attention, causal_mask, last_token_logits
 from bridge.models.losses import causal_lm_loss, sequence_classification_loss, token_loss
 from bridge.models.outputs import (
     BaseModelOutput,
@@ -374,8 +374,7 @@ class LlamaForSequenceClassification(LlamaPretrainedModel):
     ) -> LogitsOutput:
         outputs = self.model(input_ids, **inputs)
         logits = self.score(outputs.last_hidden_state)
-        last = last_token_indices(input_ids, logits.shape[0], self.config.pad_token_id, type(self).__name__)
-        pooled = logits[torch.arange(logits.shape[0], device=logits.device), last.to(logits.device)]
+        pooled = last_token_logits(logits, input_ids, self.config.pad_token_id, type(self).__name__)
         loss = sequence_classification_loss(pooled, labels, self.config.problem_type) if labels is not None else None
         return head_output(outputs, pooled, loss, with_cache=True)
 
