@@ -1010,7 +1010,7 @@ class Unpickler:
 
     # memo
     def _get(self, index: int) -> None:
-        value = self.memo.get(index, _MARK)
+        value = self.memo.get(index, _MARK)  # never memoized: PUT refuses a MARK
         if value is _MARK:
             raise CheckpointError(f"{self.filename}: pickle memo has no entry {index}")
         self.stack.append(value)

@@ -49,8 +49,9 @@ def test_encoder_configs_the_flux_encoder_cannot_honour_are_refused(family):
 
 
 def test_transformers_refuses_a_batch_without_pad_token_as_the_julia_head_does():
-    """julia/src/gpt2.jl raises for GPT2ForSequenceClassification with no pad token and batch > 1;
-    this pins the behaviour it copies, so a transformers change shows here."""
+    """julia/src/layers.jl's last_token_indices (behind GPT-2's and Llama's sequence classifiers)
+    raises with no pad token and batch > 1; this pins the behaviour it copies, so a transformers
+    change shows here."""
     import torch
 
     model = flux_numpy.make_model("gpt2", "forsequenceclassification", pad_token_id=None)
@@ -58,5 +59,5 @@ def test_transformers_refuses_a_batch_without_pad_token_as_the_julia_head_does()
     with pytest.raises(ValueError, match="Cannot handle batch sizes > 1 if no padding token is defined"):
         model(input_ids=torch.tensor(ids))
     assert model(input_ids=torch.tensor(ids[:1])).logits.shape == (1, 3)
-    source = (Path(__file__).resolve().parents[1] / "julia" / "src" / "gpt2.jl").read_text()
+    source = (Path(__file__).resolve().parents[1] / "julia" / "src" / "layers.jl").read_text()
     assert "Cannot handle batch sizes > 1 if no padding token is defined" in source
